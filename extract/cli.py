@@ -1,0 +1,79 @@
+"""`headcast extract`: checkpoints + probe set -> FEATURES.parquet (+ per-head table and heatmaps)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from extract.features import VisualHeadThresholds, write_features
+from extract.inputs import QUERY_POSITIONS
+from extract.pipeline import ExtractionSettings, extract_features, per_head_tables
+from extract.plots import head_heatmap, save_figure
+from extract.probes import read_probes
+from extract.storage import atomic_output
+
+
+def add_extract_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract",
+        help="record visual-head metrics of checkpoints on a probe set",
+        description="Record per-head attention metrics of each checkpoint on a probe set and write one "
+        "architecture-independent feature row per checkpoint.",
+    )
+    parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CKPT_DIR")
+    parser.add_argument("--probes", required=True, type=Path, help="probe set (JSONL)")
+    parser.add_argument("--out", required=True, type=Path, help="feature table to write (.parquet)")
+    parser.add_argument(
+        "--per-head", type=Path, help="also write per-(layer, head) means (.parquet) and heatmaps"
+    )
+    parser.add_argument(
+        "--query", choices=QUERY_POSITIONS, default="last-prompt", help="recorded query position"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    parser.add_argument(
+        "--relative-to", type=Path, help="name checkpoints by their path relative to this folder (e.g. a zoo)"
+    )
+    parser.add_argument("--visual-mass-threshold", type=float, default=VisualHeadThresholds.visual_mass)
+    parser.add_argument("--concentration-threshold", type=float, default=VisualHeadThresholds.concentration)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_extract)
+
+
+def checkpoint_name(path: Path, relative_to: Path | None) -> str:
+    if relative_to is None:
+        return str(path)
+    return path.resolve().relative_to(relative_to.resolve()).as_posix()
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    settings = ExtractionSettings(
+        query=args.query,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        thresholds=VisualHeadThresholds(args.visual_mass_threshold, args.concentration_threshold),
+    )
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # our own bars say what is happening
+    probes = read_probes(args.probes)
+    names = [checkpoint_name(path, args.relative_to) for path in args.checkpoints]
+    table, metrics = extract_features(args.checkpoints, probes, settings, names, progress=not args.quiet)
+    if args.per_head is not None:
+        per_head = per_head_tables(metrics, settings.thresholds)
+        with atomic_output(args.per_head) as tmp:
+            per_head.to_parquet(tmp, index=False)
+        for m in metrics:
+            slug = re.sub(r"[^A-Za-z0-9._]+", "-", m.checkpoint).strip("-")
+            figure = head_heatmap(per_head[per_head["checkpoint"] == m.checkpoint], m.checkpoint)
+            save_figure(figure, args.per_head.with_name(f"{args.per_head.stem}-{slug}.png"))
+    thresholds = {
+        "visual_mass_threshold": args.visual_mass_threshold,
+        "concentration_threshold": args.concentration_threshold,
+    }
+    write_features(table, {m.checkpoint: m.settings | thresholds for m in metrics}, args.out)
+    print(f"wrote {len(table)} feature row(s) x {table.shape[1] - 2} features to {args.out}")
+    return 0

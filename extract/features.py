@@ -1,0 +1,146 @@
+"""From per-sample x layer x head metrics to per-head means and one architecture-free feature row.
+
+Torch-free on purpose: the predictor and the service import this module for the schema.
+Layers map to relative-depth bins, heads are summarised inside each bin and over the whole
+model, so a 24-layer and a 40-layer model give rows with the same columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from extract.metrics import METRICS
+
+FEATURE_SCHEMA_VERSION = "headcast-features/1"
+DEPTH_BINS = 4
+PER_HEAD_COLUMNS = ["checkpoint", "layer", "head", *METRICS, "visual_head_rate"]
+SUMMARISED = ("visual_mass", "text_mass", "region_mass", "region_share", "concentration")
+
+
+@dataclasses.dataclass(frozen=True)
+class VisualHeadThresholds:
+    """A head is visual on a sample when its visual mass and its concentration both clear these."""
+
+    visual_mass: float = 0.25
+    concentration: float = 0.2
+
+
+def head_means(samples: np.ndarray, thresholds: VisualHeadThresholds) -> dict[str, np.ndarray]:
+    """Means over the probe set of each [samples, layers, heads] metric, plus visual-head rate."""
+    by_name = {name: samples[..., i] for i, name in enumerate(METRICS)}
+    visual = by_name["visual_mass"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = by_name["region_mass"] / visual
+    means = {name: _nanmean(values) for name, values in by_name.items()}
+    means["region_share"] = _nanmean(share)
+    is_visual = (visual >= thresholds.visual_mass) & (by_name["concentration"] >= thresholds.concentration)
+    means["visual_head_rate"] = is_visual.mean(axis=0)
+    return means
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    """Mean over samples; NaN (not a warning) where no sample has a value, e.g. no probe has a box."""
+    counts = np.isfinite(values).sum(axis=0)
+    totals = np.where(np.isfinite(values), values, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
+
+
+def per_head_table(checkpoint: str, samples: np.ndarray, thresholds: VisualHeadThresholds) -> pd.DataFrame:
+    """One row per (layer, head), 0-based, with the probe-set means."""
+    means = head_means(samples, thresholds)
+    n_layers, n_heads = samples.shape[1:3]
+    layer, head = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
+    table = pd.DataFrame({"checkpoint": checkpoint, "layer": layer.ravel(), "head": head.ravel()})
+    for name in [*METRICS, "visual_head_rate"]:
+        table[name] = means[name].ravel()
+    return table[PER_HEAD_COLUMNS]
+
+
+def depth_bins(n_layers: int, n_bins: int = DEPTH_BINS) -> np.ndarray:
+    """The relative-depth bin of each layer, by the layer's centre."""
+    centres = (np.arange(n_layers) + 0.5) / n_layers
+    return np.minimum((centres * n_bins).astype(int), n_bins - 1)
+
+
+def _summaries(means: dict[str, np.ndarray], layers: np.ndarray, prefix: str) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for name in SUMMARISED:
+        values = means[name][layers].ravel()
+        finite = values[np.isfinite(values)]
+        row[f"{prefix}.{name}.mean"] = float(finite.mean()) if finite.size else np.nan
+        row[f"{prefix}.{name}.q90"] = float(np.quantile(finite, 0.9)) if finite.size else np.nan
+    rate = means["visual_head_rate"][layers].ravel()
+    row[f"{prefix}.visual_head_rate.mean"] = float(rate.mean())
+    row[f"{prefix}.visual_head_fraction"] = float((rate >= 0.5).mean())
+    return row
+
+
+def feature_row(samples: np.ndarray, thresholds: VisualHeadThresholds) -> dict[str, float]:
+    """One feature row from [samples, layers, heads, METRICS]; its keys depend on no model size."""
+    means = head_means(samples, thresholds)
+    n_layers = samples.shape[1]
+    bins = depth_bins(n_layers)
+    row: dict[str, float] = {}
+    for b in range(DEPTH_BINS):
+        layers = np.flatnonzero(bins == b)
+        if layers.size == 0:  # fewer layers than bins: borrow the nearest layer
+            layers = np.array([min(int(b * n_layers / DEPTH_BINS), n_layers - 1)])
+        row |= _summaries(means, layers, f"depth{b}")
+    row |= _summaries(means, np.arange(n_layers), "all")
+    depth = (np.arange(n_layers) + 0.5) / n_layers
+    layer_mass = means["visual_mass"].mean(axis=1)
+    row["all.visual_mass.depth_centroid"] = float((depth * layer_mass).sum() / max(layer_mass.sum(), 1e-12))
+    return row
+
+
+def feature_columns() -> list[str]:
+    """The feature names of the current schema, in order."""
+    dummy = np.full((1, DEPTH_BINS, 1, len(METRICS)), 0.5)
+    return list(feature_row(dummy, VisualHeadThresholds()))
+
+
+def write_features(table: pd.DataFrame, settings: dict[str, dict], path) -> None:
+    """Write the feature table atomically, with each checkpoint's settings in the file's metadata."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from extract.storage import atomic_output
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    metadata = dict(arrow.schema.metadata or {})
+    metadata[b"headcast"] = json.dumps(
+        {"schema_version": FEATURE_SCHEMA_VERSION, "settings": settings}
+    ).encode()
+    with atomic_output(path) as tmp:
+        pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
+
+
+def read_features(path) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """A feature table and its per-checkpoint settings; errors name what is wrong with the file."""
+    import json
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from extract.errors import HeadcastError
+
+    path = Path(path)
+    if not path.is_file():
+        raise HeadcastError(f"feature file {path} does not exist; create it with 'headcast extract'")
+    try:
+        arrow = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several unrelated types for a bad file
+        raise HeadcastError(f"{path} is not a readable Parquet file ({type(err).__name__})") from None
+    table = arrow.to_pandas()
+    if not {"checkpoint", "schema_version"} <= set(table.columns):
+        raise HeadcastError(
+            f"{path} has no checkpoint/schema_version columns; it is not a headcast feature table"
+        )
+    meta = json.loads((arrow.schema.metadata or {}).get(b"headcast", b"{}"))
+    return table, meta.get("settings", {})

@@ -1,0 +1,137 @@
+"""Record per-head attention metrics at SDPA speed, through transformers' AttentionInterface.
+
+The registered function `headcast` returns exactly what SDPA returns. While a `Recorder` is
+active it also computes softmax(q·Kᵀ) for the few requested query rows and reduces them at
+once to per-head scalars: no eager attention, no [B, H, T, T] tensor, no patched forwards.
+Only the language model switches to it (the vision tower keeps its own implementation), and
+only inside `record(...)`.
+
+Hook points (TransformerLens style): `Recorder.metrics[layer]` is the reduced [B, H, M] tensor
+of each language-model layer; with `keep_rows=True`, `Recorder.rows[layer]` holds the raw
+[B, H, Q, K] rows as well (for tests and debugging; it costs memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+from collections.abc import Iterator
+
+import torch
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from extract.metrics import reduce_rows
+
+ATTENTION_NAME = "headcast"
+
+
+@dataclasses.dataclass
+class Recorder:
+    """What to record (positions and key masks over the whole sequence) and what was recorded."""
+
+    query_index: torch.Tensor  # [B, n] absolute positions of the recorded query rows
+    query_weight: torch.Tensor  # [B, n] weights of those rows (0 for padding)
+    visual: torch.Tensor  # [B, T] image-token keys
+    region: torch.Tensor  # [B, T] image tokens of the marked region
+    text: torch.Tensor  # [B, T] question tokens
+    keep_rows: bool = False
+    metrics: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
+    rows: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+    def stacked(self) -> torch.Tensor:
+        """[B, layers, heads, metrics], on the CPU."""
+        return torch.stack([self.metrics[layer] for layer in sorted(self.metrics)], dim=1).cpu()
+
+    def _keys(self, mask: torch.Tensor, n_keys: int) -> torch.Tensor:
+        """A [B, T] key mask cut or padded (with False: generated tokens) to the layer's key length."""
+        if mask.shape[1] >= n_keys:
+            return mask[:, :n_keys]
+        return torch.nn.functional.pad(mask, (0, n_keys - mask.shape[1]), value=False)
+
+    def observe(
+        self,
+        layer: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float,
+    ) -> None:
+        batch, heads, n_queries, dim = query.shape
+        kv_heads, n_keys = key.shape[1], key.shape[2]
+        local = self.query_index - (n_keys - n_queries)  # rows of this call's query block
+        if bool((local < 0).any()) or bool((local >= n_queries).any()):
+            return  # this forward (e.g. a prefill before the recorded decode step) holds none of our rows
+        picked = query.gather(2, local[:, None, :, None].expand(-1, heads, -1, dim))
+        # grouped-query attention without repeating keys: query heads of one KV head share a matmul
+        grouped = picked.float().reshape(batch, kv_heads, (heads // kv_heads) * local.shape[1], dim)
+        scores = (grouped @ key.float().transpose(-1, -2)).reshape(batch, heads, -1, n_keys) * scaling
+        if attention_mask is None:  # SDPA skipped the mask: plain causal, no padding
+            allowed = torch.arange(n_keys, device=key.device) <= self.query_index[..., None]
+            allowed = allowed[:, None]
+        else:
+            mask_rows = attention_mask[:, :, :, :n_keys].expand(batch, -1, -1, -1)
+            mask_rows = mask_rows.gather(
+                2, local[:, None, :, None].expand(-1, mask_rows.shape[1], -1, n_keys)
+            )
+            allowed = (
+                mask_rows if mask_rows.dtype == torch.bool else mask_rows > torch.finfo(mask_rows.dtype).min
+            )
+        rows = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+        reduced = reduce_rows(
+            rows,
+            self._keys(self.visual, n_keys),
+            self._keys(self.region, n_keys),
+            self._keys(self.text, n_keys),
+        )
+        weight = self.query_weight[:, None, :, None]
+        self.metrics[layer] = (reduced * weight).sum(2) / weight.sum(2)
+        if self.keep_rows:
+            self.rows[layer] = rows.cpu()
+
+
+_active: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("headcast_recorder", default=None)
+
+
+def recording_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """SDPA attention that also feeds the active recorder."""
+    recorder = _active.get()
+    if recorder is not None:
+        recorder.observe(
+            module.layer_idx,
+            query,
+            key,
+            attention_mask,
+            scaling if scaling is not None else query.shape[-1] ** -0.5,
+        )
+    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+
+
+def register() -> None:
+    """Make `headcast` a valid attention implementation (SDPA's masks, our function); idempotent."""
+    AttentionInterface.register(ATTENTION_NAME, recording_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+
+
+@contextlib.contextmanager
+def record(model: PreTrainedModel, recorder: Recorder) -> Iterator[Recorder]:
+    """Within the block, the language model's attention feeds `recorder`; restored afterwards."""
+    register()
+    previous = model.config.text_config._attn_implementation
+    model.set_attn_implementation({"text_config": ATTENTION_NAME})
+    token = _active.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _active.reset(token)
+        model.set_attn_implementation({"text_config": previous})

@@ -1,0 +1,41 @@
+"""The `headcast` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from extract.errors import HeadcastError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from extract.cli import add_extract_parser
+
+    parser = argparse.ArgumentParser(
+        prog="headcast",
+        description="Predict a multimodal LLM's benchmark scores from its visual attention heads.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_extract_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HeadcastError as err:
+        print(f"headcast: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "headcast: interrupted; finished work is cached, run the same command to resume", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

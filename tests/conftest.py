@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny random checkpoints of the paper's nine shapes and a tiny probe set, made once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.modeling import PAPER_SHAPES, save_tiny_checkpoint
+from experiments.tiny import WORDS, write_tiny_probe_set
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tests never read or write the user's cache or MLflow store."""
+    root = tmp_path_factory.mktemp("headcast-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HEADCAST_CACHE", str(root))
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    yield root
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """`tiny_checkpoint(name)`: the folder of a saved random model of one of `PAPER_SHAPES`."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    made: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in made:
+            made[name] = save_tiny_checkpoint(name, root / name, WORDS, seed=len(made))
+        return made[name]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_probes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_probe_set(tmp_path_factory.mktemp("probes"), n=6)
+
+
+ALL_SHAPES = list(PAPER_SHAPES)
