@@ -6,9 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from extract.features import VisualHeadThresholds, write_features
-from extract.inputs import QUERY_POSITIONS
-from extract.pipeline import ExtractionSettings, extract_features, per_head_tables
+from extract.features import QUERY_POSITIONS, VisualHeadThresholds, write_features
 from extract.plots import head_heatmap, save_figure
 from extract.probes import read_probes
 from extract.storage import atomic_output
@@ -49,6 +47,12 @@ def checkpoint_name(path: Path, relative_to: Path | None) -> str:
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    from extract.pipeline import (  # torch: only when used
+        ExtractionSettings,
+        extract_features,
+        per_head_tables,
+    )
+
     settings = ExtractionSettings(
         query=args.query,
         batch_size=args.batch_size,

@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from extract.metrics import METRICS
-
+METRICS: tuple[str, ...] = ("visual_mass", "text_mass", "region_mass", "concentration")  # recorded per head
+QUERY_POSITIONS: tuple[str, ...] = ("last-prompt", "first-generated", "answer-mean")  # a recorded setting
 FEATURE_SCHEMA_VERSION = "headcast-features/1"
 DEPTH_BINS = 4
 PER_HEAD_COLUMNS = ["checkpoint", "layer", "head", *METRICS, "visual_head_rate"]

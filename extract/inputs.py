@@ -16,12 +16,12 @@ from PIL import Image, ImageDraw
 from transformers import BatchFeature
 
 from extract.errors import HeadcastError
+from extract.features import QUERY_POSITIONS
 from extract.loading import Checkpoint
 from extract.probes import Probe
 from extract.prompts import build_prompt
 
 QueryPosition = Literal["last-prompt", "first-generated", "answer-mean"]
-QUERY_POSITIONS: tuple[str, ...] = ("last-prompt", "first-generated", "answer-mean")
 
 
 @dataclasses.dataclass

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-METRICS: tuple[str, ...] = ("visual_mass", "text_mass", "region_mass", "concentration")
-
 
 def reduce_rows(
     rows: torch.Tensor, visual: torch.Tensor, region: torch.Tensor, text: torch.Tensor

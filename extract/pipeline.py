@@ -17,11 +17,13 @@ from tqdm.auto import tqdm
 from extract.errors import HeadcastError
 from extract.features import (
     FEATURE_SCHEMA_VERSION,
+    METRICS,
+    QUERY_POSITIONS,
     VisualHeadThresholds,
     feature_row,
     per_head_table,
 )
-from extract.inputs import QUERY_POSITIONS, QueryPosition, encode_batch
+from extract.inputs import QueryPosition, encode_batch
 from extract.loading import (
     Checkpoint,
     load_checkpoint,
@@ -30,7 +32,6 @@ from extract.loading import (
     resolve_dtype,
     weight_files,
 )
-from extract.metrics import METRICS
 from extract.probes import Probe, probe_set_hash
 from extract.runner import record_batch
 from extract.storage import MetricsCache, cache_key, checkpoint_fingerprint

@@ -11,6 +11,7 @@ from extract.errors import HeadcastError
 
 def build_parser() -> argparse.ArgumentParser:
     from extract.cli import add_extract_parser
+    from predictor.cli import add_predictor_parsers
 
     parser = argparse.ArgumentParser(
         prog="headcast",
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_extract_parser(subparsers)
+    add_predictor_parsers(subparsers)
     return parser
 
 

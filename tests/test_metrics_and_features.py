@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from extract.features import VisualHeadThresholds, depth_bins, feature_columns, feature_row, head_means
-from extract.metrics import METRICS, reduce_rows
+from extract.features import (
+    METRICS,
+    VisualHeadThresholds,
+    depth_bins,
+    feature_columns,
+    feature_row,
+    head_means,
+    reduce_rows,
+)
 
 
 def masks(n_keys, visual, region, text):

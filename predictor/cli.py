@@ -1,0 +1,179 @@
+"""`headcast fit` and `headcast predict`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from extract.errors import HeadcastError
+from extract.features import QUERY_POSITIONS, read_features
+
+DEFAULT_MODEL = "models:/headcast-predictor@champion"
+
+
+def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
+    fit = subparsers.add_parser(
+        "fit",
+        help="learn benchmark scores from feature rows, tracked in MLflow",
+        description="Evaluate each estimator with whole training runs held out, log everything to MLflow "
+        "and register the best as headcast-predictor@champion.",
+    )
+    fit.add_argument("--features", required=True, type=Path, help="feature table from 'headcast extract'")
+    fit.add_argument("--scores", required=True, type=Path, help="scores CSV or a folder of lmms-eval results")
+    fit.add_argument("--experiment", default="headcast", help="MLflow experiment name")
+    fit.add_argument("--benchmarks", help="comma-separated benchmarks to fit (default: all in the scores)")
+    fit.add_argument(
+        "--estimators", default="ridge,lightgbm,knn", help="comma-separated estimators to compare"
+    )
+    fit.add_argument("--per-head", type=Path, help="per-head table, to log layer x head heatmaps")
+    fit.add_argument("--no-register", action="store_true", help="evaluate and log only")
+    fit.set_defaults(func=run_fit)
+
+    predict = subparsers.add_parser(
+        "predict",
+        help="predict a checkpoint's benchmark scores",
+        description="Predict benchmark scores, with intervals and an out-of-distribution flag, from a "
+        "checkpoint folder (extracted through the cache) or from a feature table.",
+    )
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("checkpoint", nargs="?", type=Path, metavar="CKPT_DIR")
+    source.add_argument("--features", type=Path, help="feature table instead of a checkpoint")
+    predict.add_argument("--probes", type=Path, help="probe set (needed with a checkpoint)")
+    predict.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
+    predict.add_argument(
+        "--query",
+        choices=QUERY_POSITIONS,
+        default="last-prompt",
+        help="query position; use the one the model's features were extracted with",
+    )
+    predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    predict.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    predict.add_argument("--json", action="store_true", help="print one JSON object")
+    predict.set_defaults(func=run_predict)
+
+
+def _load_fit_inputs(args: argparse.Namespace):
+    from predictor.dataset import build_dataset
+    from predictor.scores import read_scores
+
+    features, settings = read_features(args.features)
+    scores = read_scores(args.scores)
+    benchmarks = [b for b in (args.benchmarks or "").split(",") if b] or None
+    dataset = build_dataset(features, scores, settings, benchmarks)
+    items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
+    items = items.reindex(index=dataset.scores.index, columns=dataset.benchmarks)
+    probe_counts = {s.get("n_probes") for s in settings.values()} - {None}
+    return dataset, items, (probe_counts.pop() if len(probe_counts) == 1 else None)
+
+
+def format_report(report, benchmarks: list[str]) -> str:
+    """Held-out MAE / Spearman per benchmark for each estimator, and the baselines' MAE."""
+    lines = [
+        f"{'benchmark':<22}"
+        + "".join(f"{name:>20}" for name in report.metrics)
+        + "".join(f"{name:>18}" for name in report.baselines)
+    ]
+    lines.append(
+        f"{'':<22}"
+        + "".join(f"{'MAE / Spearman':>20}" for _ in report.metrics)
+        + "".join(f"{'MAE':>18}" for _ in report.baselines)
+    )
+    for b in benchmarks:
+        cells = "".join(
+            f"{m.loc[b, 'mae']:>12.2f} / {m.loc[b, 'spearman']:>5.2f}" for m in report.metrics.values()
+        )
+        lines.append(f"{b:<22}{cells}" + "".join(f"{s[b]:>18.2f}" for s in report.baselines.values()))
+    return "\n".join(lines)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from predictor.models import ESTIMATORS
+    from predictor.tracking import fit_and_track
+
+    estimators = [e for e in args.estimators.split(",") if e]
+    unknown = set(estimators) - set(ESTIMATORS)
+    if unknown or not estimators:
+        raise HeadcastError(f"unknown estimator(s) {sorted(unknown)}; choose from {', '.join(ESTIMATORS)}")
+    dataset, items, probe_count = _load_fit_inputs(args)
+    per_head = pd.read_parquet(args.per_head) if args.per_head else None
+    report = fit_and_track(
+        dataset, args.experiment, estimators, probe_count, items, per_head, register=not args.no_register
+    )
+    print(format_report(report, dataset.benchmarks))
+    registered = f"; registered headcast-predictor version {report.model_version} as @champion"
+    print(f"chosen: {report.chosen} (MLflow run {report.run_id}{registered if report.model_version else ''})")
+    return 0
+
+
+def load_model(uri: str):
+    """The pyfunc model behind `uri`, or a one-line error saying how to make one."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from predictor.tracking import configure_tracking
+
+    configure_tracking()
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as err:
+        reason = str(err).strip().splitlines()[0][:200]
+        raise HeadcastError(
+            f"cannot load model {uri} ({reason}); run 'headcast fit' or 'headcast demo' first"
+        ) from None
+
+
+def predictions_as_json(predictions: pd.DataFrame, benchmarks: list[str]) -> dict:
+    """`{benchmark: {score, lower, upper, ood}}` for one row."""
+    row = predictions.iloc[0]
+    return {
+        b: {
+            "score": round(float(row[b]), 3),
+            "lower": round(float(row[f"{b}_lower"]), 3),
+            "upper": round(float(row[f"{b}_upper"]), 3),
+            "ood": bool(row["ood"]),
+        }
+        for b in benchmarks
+    }
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    if args.features is not None:
+        table, _ = read_features(args.features)
+    else:
+        if args.probes is None:
+            raise HeadcastError("predicting from a checkpoint needs --probes PROBES.jsonl")
+        from extract.pipeline import ExtractionSettings, extract_features
+        from extract.probes import read_probes
+
+        settings = ExtractionSettings(query=args.query, device=args.device, dtype=args.dtype)
+        table, _ = extract_features(
+            [args.checkpoint], read_probes(args.probes), settings, progress=not args.json
+        )
+    try:
+        predictions = model.predict(table.drop(columns=["checkpoint"]))
+    except HeadcastError:
+        raise
+    except Exception as err:  # MLflow's schema enforcement: name the problem, no traceback
+        raise HeadcastError(
+            f"the features do not fit the model's schema ({str(err).splitlines()[0][:200]})"
+        ) from None
+    benchmarks = [c for c in predictions.columns if c != "ood" and not c.endswith(("_lower", "_upper"))]
+    results = {
+        checkpoint: predictions_as_json(predictions.iloc[[i]], benchmarks)
+        for i, checkpoint in enumerate(table["checkpoint"])
+    }
+    if args.json:
+        print(json.dumps(next(iter(results.values())) if len(results) == 1 else results))
+        return 0
+    for checkpoint, scores in results.items():
+        print(checkpoint)
+        for b, s in scores.items():
+            flag = "  (out of distribution)" if s["ood"] else ""
+            print(f"  {b:<22}{s['score']:6.1f}  [{s['lower']:5.1f}, {s['upper']:5.1f}]{flag}")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,122 @@
+"""Held-out evaluation: grouped cross-validation, per-benchmark metrics, honest baselines.
+
+Every number here comes from checkpoints whose whole training run was left out of the fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import mean_absolute_error, root_mean_squared_error
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
+from predictor.dataset import Dataset
+from predictor.models import HeadcastPredictor
+
+
+def run_folds(dataset: Dataset, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train/test indices that keep each training run whole."""
+    splitter = GroupKFold(n_splits=min(n_splits, dataset.groups.nunique()))
+    return list(splitter.split(dataset.features, groups=dataset.groups))
+
+
+def family_folds(dataset: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Leave one config family out (needs at least two families, each with several runs)."""
+    if dataset.families.nunique() < 2:
+        return []
+    return list(LeaveOneGroupOut().split(dataset.features, groups=dataset.families))
+
+
+def held_out_predictions(dataset: Dataset, estimator: str, folds, coverage: float = 0.9) -> pd.DataFrame:
+    """Predictions of every checkpoint by a model that never saw its fold."""
+    parts = []
+    for train, test in folds:
+        model = HeadcastPredictor(estimator, coverage).fit(
+            dataset.features.iloc[train], dataset.scores.iloc[train], dataset.groups.iloc[train]
+        )
+        parts.append(model.predict(dataset.features.iloc[test]))
+    return pd.concat(parts).loc[dataset.features.index]
+
+
+def mean_baseline(dataset: Dataset, folds) -> pd.DataFrame:
+    """Each benchmark's mean score over the training folds."""
+    parts = [
+        pd.DataFrame([dataset.scores.iloc[train].mean()] * len(test), index=dataset.scores.index[test])
+        for train, test in folds
+    ]
+    return pd.concat(parts).loc[dataset.scores.index]
+
+
+def step_baseline(dataset: Dataset, folds) -> pd.DataFrame | None:
+    """Score from log training step alone, fitted on the training folds (None when steps are unknown)."""
+    if dataset.steps.isna().any():
+        return None
+    log_step = np.log1p(dataset.steps.to_numpy())[:, None]
+    parts = []
+    for train, test in folds:
+        fold = {}
+        for benchmark in dataset.benchmarks:
+            y = dataset.scores[benchmark].to_numpy()
+            known = train[~np.isnan(y[train])]
+            fit = LinearRegression().fit(log_step[known], y[known])
+            fold[benchmark] = np.clip(fit.predict(log_step[test]), 0, 100)
+        parts.append(pd.DataFrame(fold, index=dataset.scores.index[test]))
+    return pd.concat(parts).loc[dataset.scores.index]
+
+
+def subset_baseline_mae(
+    scores: pd.DataFrame, items: pd.DataFrame, budget: int, repeats: int = 200, seed: int = 0
+) -> pd.Series:
+    """Expected MAE of running each benchmark on a random subset of its items.
+
+    The probe set's forward passes (`budget`) are split evenly over the benchmarks. Items are
+    right or wrong, so a subset's accuracy given the full-set accuracy is hypergeometric: this
+    is the exact sampling distribution, no per-item logs needed. `items`: n per benchmark cell.
+    """
+    rng = np.random.default_rng(seed)
+    per_benchmark = max(1, budget // scores.shape[1])
+    out = {}
+    for benchmark in scores.columns:
+        known = scores[benchmark].notna() & items[benchmark].notna()
+        n = items.loc[known, benchmark].to_numpy().astype(int)
+        correct = np.clip(np.rint(scores.loc[known, benchmark].to_numpy() / 100 * n), 0, n).astype(int)
+        k = np.minimum(per_benchmark, n)
+        draws = rng.hypergeometric(correct, n - correct, k, size=(repeats, len(n)))
+        estimate = draws / k * 100
+        out[benchmark] = float(np.abs(estimate - correct / n * 100).mean())
+    return pd.Series(out)
+
+
+def _within_run_spearman(actual: pd.Series, predicted: pd.Series, groups: pd.Series) -> float:
+    values = []
+    for _, index in groups.groupby(groups).groups.items():
+        a, p = actual.loc[index], predicted.loc[index]
+        if len(a) >= 3 and a.nunique() > 1 and p.nunique() > 1:
+            values.append(stats.spearmanr(a, p).statistic)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def score_predictions(dataset: Dataset, predicted: pd.DataFrame) -> pd.DataFrame:
+    """Per benchmark: MAE, RMSE, Spearman, Kendall, mean within-run Spearman, interval coverage."""
+    rows = {}
+    for benchmark in dataset.benchmarks:
+        actual = dataset.scores[benchmark].dropna()
+        guess = predicted.loc[actual.index, benchmark]
+        constant = guess.nunique() <= 1 or actual.nunique() <= 1
+        row = {
+            "mae": mean_absolute_error(actual, guess),
+            "rmse": root_mean_squared_error(actual, guess),
+            "spearman": np.nan if constant else stats.spearmanr(actual, guess).statistic,
+            "kendall": np.nan if constant else stats.kendalltau(actual, guess).statistic,
+            "within_run_spearman": _within_run_spearman(actual, guess, dataset.groups.loc[actual.index]),
+        }
+        if f"{benchmark}_lower" in predicted:
+            lower, upper = (
+                predicted.loc[actual.index, f"{benchmark}_lower"],
+                predicted.loc[actual.index, f"{benchmark}_upper"],
+            )
+            row["coverage"] = float(((actual >= lower) & (actual <= upper)).mean())
+        rows[benchmark] = row
+    return pd.DataFrame(rows).T

@@ -1,0 +1,43 @@
+"""Figures people look at: predicted vs actual per benchmark, residuals, feature importance."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def predicted_vs_actual(actual: pd.DataFrame, predicted: pd.DataFrame, title: str) -> Figure:
+    """One panel per benchmark: held-out prediction (with interval) against the measured score."""
+    benchmarks = list(actual.columns)
+    cols = min(4, len(benchmarks))
+    rows = -(-len(benchmarks) // cols)
+    figure, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False, layout="constrained"
+    )
+    for ax, benchmark in zip(axes.ravel(), benchmarks, strict=False):
+        y, p = actual[benchmark], predicted.loc[actual.index, benchmark]
+        if f"{benchmark}_lower" in predicted:
+            low = p - predicted.loc[actual.index, f"{benchmark}_lower"]
+            high = predicted.loc[actual.index, f"{benchmark}_upper"] - p
+            ax.errorbar(y, p, yerr=[low, high], fmt="none", ecolor="0.75", elinewidth=0.8)
+        ax.scatter(y, p, s=14)
+        ax.plot([0, 100], [0, 100], color="0.5", linewidth=0.8, linestyle="--")
+        ax.set(title=benchmark, xlabel="actual (%)", ylabel="predicted (%)", xlim=(0, 100), ylim=(0, 100))
+    for ax in axes.ravel()[len(benchmarks) :]:
+        ax.axis("off")
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def feature_importance(importance: pd.DataFrame, title: str, top: int = 20) -> Figure:
+    """The features that matter most, averaged over benchmarks (each benchmark scaled to sum 1)."""
+    shares = (importance / importance.sum().where(importance.sum() > 0, 1)).mean(axis=1).nlargest(top)[::-1]
+    figure, ax = plt.subplots(figsize=(7, 0.25 * len(shares) + 1.2), layout="constrained")
+    ax.barh(shares.index, shares.to_numpy())
+    ax.set(title=title, xlabel="mean share of importance")
+    ax.tick_params(axis="y", labelsize=7)
+    return figure

@@ -1,0 +1,7 @@
+"""MLflow models-from-code entry: logging this file avoids pickling the wrapper class."""
+
+from mlflow.models import set_model
+
+from predictor.pyfunc import HeadcastModel
+
+set_model(HeadcastModel())

@@ -1,0 +1,207 @@
+"""Fit, evaluate and register predictors in MLflow: one parent run per fit, a nested run per estimator.
+
+The store defaults to `mlruns/` (SQLite database plus artifacts, created on first use);
+`MLFLOW_TRACKING_URI` points it anywhere else, e.g. a shared tracking server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import joblib
+import matplotlib.pyplot as plt
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from extract.features import FEATURE_SCHEMA_VERSION
+from extract.plots import head_heatmap
+from predictor import pyfunc_model
+from predictor.dataset import Dataset
+from predictor.evaluation import (
+    family_folds,
+    held_out_predictions,
+    mean_baseline,
+    run_folds,
+    score_predictions,
+    step_baseline,
+    subset_baseline_mae,
+)
+from predictor.models import ESTIMATORS, HeadcastPredictor
+from predictor.plots import feature_importance, predicted_vs_actual
+
+REGISTERED_NAME = "headcast-predictor"
+CHAMPION = "champion"
+DEFAULT_STORE = Path("mlruns")
+
+
+def configure_tracking() -> str:
+    """Point MLflow at `$MLFLOW_TRACKING_URI`, else at the SQLite store under `mlruns/`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        DEFAULT_STORE.mkdir(exist_ok=True)
+        uri = f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def use_experiment(name: str) -> str:
+    """The experiment's id, creating it (artifacts under `mlruns/artifacts` for the local store)."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        location = (DEFAULT_STORE / "artifacts").resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def _log_figure(figure, path: str) -> None:
+    mlflow.log_figure(figure, path)
+    plt.close(figure)
+
+
+def metric_key(*parts: str) -> str:
+    """MLflow metric names allow a narrow alphabet; benchmark names may not."""
+    return ".".join(re.sub(r"[^A-Za-z0-9_\-/ ]", "_", p) for p in parts)
+
+
+@dataclasses.dataclass
+class FitReport:
+    """What a fit measured and chose; every number is held-out (whole runs left out)."""
+
+    metrics: dict[str, pd.DataFrame]  # estimator -> per-benchmark metrics
+    baselines: dict[str, pd.Series]  # baseline -> per-benchmark MAE
+    predictions: pd.DataFrame  # held-out predictions of the chosen estimator
+    chosen: str
+    model_version: str | None
+    run_id: str
+
+
+def _log_metrics(table: pd.DataFrame, prefix: str = "") -> None:
+    for benchmark, row in table.iterrows():
+        for name, value in row.items():
+            if pd.notna(value):
+                mlflow.log_metric(
+                    metric_key(*(p for p in (prefix, str(benchmark), str(name)) if p)), float(value)
+                )
+    for name, value in table.mean(numeric_only=True).items():
+        if pd.notna(value):
+            mlflow.log_metric(metric_key(*(p for p in (prefix, "mean", str(name)) if p)), float(value))
+
+
+def _register(model: HeadcastPredictor, example: pd.DataFrame) -> str:
+    """Log `model` as a pyfunc with signature and example, register it, make it the champion."""
+    packages = ("scikit-learn", "lightgbm", "pandas", "mlflow", "joblib")
+    requirements = [f"{p}=={importlib.metadata.version(p)}" for p in packages]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "predictor.joblib"
+        joblib.dump(model, path)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(pyfunc_model.__file__)),
+            artifacts={"predictor": str(path)},
+            signature=infer_signature(example, model.predict(example[model.feature_names_])),
+            input_example=example,
+            registered_model_name=REGISTERED_NAME,
+            pip_requirements=requirements,
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_model_version_tag(REGISTERED_NAME, version, "feature_schema_version", FEATURE_SCHEMA_VERSION)
+    client.set_model_version_tag(REGISTERED_NAME, version, "benchmarks", ",".join(model.benchmarks_))
+    client.set_registered_model_alias(REGISTERED_NAME, CHAMPION, version)
+    return version
+
+
+def fit_and_track(
+    dataset: Dataset,
+    experiment: str = "headcast",
+    estimators: Sequence[str] = ESTIMATORS,
+    probe_count: int | None = None,
+    items: pd.DataFrame | None = None,
+    per_head: pd.DataFrame | None = None,
+    register: bool = True,
+    run_name: str = "fit",
+) -> FitReport:
+    """Evaluate each estimator with whole runs held out, log everything, register the best."""
+    configure_tracking()
+    experiment_id = use_experiment(experiment)
+    folds = run_folds(dataset)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
+        mlflow.log_params(
+            {
+                "checkpoints": len(dataset.features),
+                "runs": dataset.groups.nunique(),
+                "benchmarks": ",".join(dataset.benchmarks),
+                "features": dataset.features.shape[1],
+                "feature_schema_version": FEATURE_SCHEMA_VERSION,
+                "folds": len(folds),
+                "probe_count": probe_count,
+            }
+        )
+        baselines = {"mean_baseline": score_predictions(dataset, mean_baseline(dataset, folds))["mae"]}
+        steps = step_baseline(dataset, folds)
+        if steps is not None:
+            baselines["step_baseline"] = score_predictions(dataset, steps)["mae"]
+        if probe_count and items is not None:
+            baselines["subset_baseline"] = subset_baseline_mae(dataset.scores, items, probe_count)
+        for name, mae in baselines.items():
+            _log_metrics(mae.to_frame("mae"), prefix=name)
+
+        metrics, predictions = {}, {}
+        for estimator in estimators:
+            with mlflow.start_run(experiment_id=experiment_id, run_name=estimator, nested=True):
+                mlflow.log_params({"estimator": estimator, "coverage": 0.9})
+                predictions[estimator] = held_out_predictions(dataset, estimator, folds)
+                metrics[estimator] = score_predictions(dataset, predictions[estimator])
+                _log_metrics(metrics[estimator])
+                family = family_folds(dataset)
+                if family:
+                    by_family = score_predictions(dataset, held_out_predictions(dataset, estimator, family))
+                    _log_metrics(by_family[["mae", "spearman"]], prefix="leave_family_out")
+                _log_figure(
+                    predicted_vs_actual(
+                        dataset.scores, predictions[estimator], f"{estimator}, runs held out"
+                    ),
+                    "plots/predicted_vs_actual.png",
+                )
+                residuals = dataset.scores - predictions[estimator][dataset.benchmarks]
+                mlflow.log_text(residuals.to_csv(), "residuals.csv")
+                full = HeadcastPredictor(estimator).fit(dataset.features, dataset.scores, dataset.groups)
+                importance = full.feature_importance()
+                if not importance.empty:
+                    mlflow.log_text(importance.to_csv(), "feature_importance.csv")
+                    _log_figure(feature_importance(importance, estimator), "plots/feature_importance.png")
+
+        chosen = min(metrics, key=lambda name: metrics[name]["mae"].mean())
+        mlflow.set_tag("chosen_estimator", chosen)
+        if per_head is not None:
+            _log_heatmaps(dataset, per_head)
+        version = None
+        if register:
+            final = HeadcastPredictor(chosen).fit(dataset.features, dataset.scores, dataset.groups)
+            example = dataset.features.head(3).reset_index(drop=True)
+            example.insert(0, "schema_version", FEATURE_SCHEMA_VERSION)
+            version = _register(final, example)
+            mlflow.set_tag("registered_version", version)
+    return FitReport(metrics, baselines, predictions[chosen], chosen, version, parent.info.run_id)
+
+
+def _log_heatmaps(dataset: Dataset, per_head: pd.DataFrame, limit: int = 12) -> None:
+    """Layer x head heatmaps of each run's last checkpoint (the one whose scores matter most)."""
+    steps = dataset.steps.fillna(0)
+    last = steps.groupby(dataset.groups).idxmax().tolist()[:limit]
+    for checkpoint in last:
+        table = per_head[per_head["checkpoint"] == checkpoint]
+        if not table.empty:
+            name = re.sub(r"[^A-Za-z0-9._-]+", "-", checkpoint)
+            _log_figure(head_heatmap(table, checkpoint), f"heatmaps/{name}.png")

@@ -1,0 +1,118 @@
+"""Dataset joining, the estimator's fit/predict contract, intervals, OOD flag and baselines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from extract.errors import HeadcastError
+from predictor.dataset import build_dataset, run_of, step_of
+from predictor.evaluation import held_out_predictions, run_folds, score_predictions, subset_baseline_mae
+from predictor.models import ESTIMATORS, HeadcastPredictor
+from predictor.scores import read_scores
+from tests.predictor_data import synthetic_tables
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    features, scores = synthetic_tables(n_runs=10)
+    return build_dataset(features, scores)
+
+
+def test_checkpoints_are_grouped_by_run_and_ordered_by_step():
+    assert run_of("llama-frozen/0300") == "llama-frozen" and step_of("llama-frozen/0300") == 300
+    assert step_of("out/checkpoint-1500") == 1500 and np.isnan(step_of("final"))
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_every_estimator_beats_the_mean_on_unseen_runs(dataset, estimator):
+    predicted = held_out_predictions(dataset, estimator, run_folds(dataset))
+    metrics = score_predictions(dataset, predicted)
+    spread = dataset.scores.sub(dataset.scores.mean()).abs().mean()
+    assert (metrics["mae"] < 0.6 * spread).all()
+    assert (metrics["spearman"] > 0.7).all()
+
+
+def test_conformal_intervals_cover_about_the_nominal_share_of_unseen_runs(dataset):
+    metrics = score_predictions(dataset, held_out_predictions(dataset, "ridge", run_folds(dataset)))
+    assert metrics["coverage"].between(0.75, 1.0).all()
+
+
+def test_rows_unlike_any_training_row_are_flagged_out_of_distribution(dataset):
+    model = HeadcastPredictor("ridge").fit(dataset.features, dataset.scores, dataset.groups)
+    assert not model.predict(dataset.features)["ood"].any()
+    far = dataset.features.head(1) + 10.0
+    prediction = model.predict(far)
+    assert prediction["ood"].all()
+    assert list(prediction.columns) == [
+        "count",
+        "count_lower",
+        "count_upper",
+        "pope",
+        "pope_lower",
+        "pope_upper",
+        "ood",
+    ]
+    assert (prediction["count_lower"] <= prediction["count"]).all() and prediction.filter(like="count").le(
+        100
+    ).all().all()
+
+
+def test_subset_baseline_error_shrinks_with_more_items_and_vanishes_on_the_whole_benchmark():
+    scores = pd.DataFrame({"b": [50.0, 80.0]})
+    items = pd.DataFrame({"b": [100, 100]})
+    small, large, whole = (
+        subset_baseline_mae(scores, items, budget)[["b"]].iloc[0] for budget in (8, 50, 100)
+    )
+    assert small > large > whole == 0.0
+    # the hypergeometric draw's expected error at k=8, p=0.5 is about 14 points
+    assert 10 < small < 18
+
+
+def test_scores_and_features_must_name_the_same_checkpoints():
+    features, scores = synthetic_tables(n_runs=4)
+    with pytest.raises(HeadcastError, match="have scores but no features: run0/10"):
+        build_dataset(features[features["checkpoint"] != "run0/10"], scores)
+    with pytest.raises(HeadcastError, match="have features but no scores: run1/10"):
+        build_dataset(features, scores[scores["checkpoint"] != "run1/10"])
+
+
+def test_unknown_benchmark_too_few_runs_and_schema_mismatch_are_errors():
+    features, scores = synthetic_tables(n_runs=4)
+    with pytest.raises(HeadcastError, match="unknown benchmark"):
+        build_dataset(features, scores, benchmarks=["mmbench"])
+    few = features["checkpoint"].str.startswith(("run0/", "run1/"))
+    with pytest.raises(HeadcastError, match="only 2 training run"):
+        build_dataset(features[few], scores[scores["checkpoint"].isin(features[few]["checkpoint"])])
+    with pytest.raises(HeadcastError, match="does not match this headcast"):
+        build_dataset(features.assign(schema_version="headcast-features/0"), scores)
+    with pytest.raises(HeadcastError, match="no rows"):
+        build_dataset(features.head(0), scores)
+
+
+def test_lmms_eval_result_folders_become_long_scores_in_percent(tmp_path):
+    report = {
+        "results": {
+            "pope": {"alias": "pope", "pope_accuracy,none": 0.861, "pope_accuracy_stderr,none": 0.004},
+            "mmbench_en_dev": {"alias": "mmbench_en_dev", "gpt_eval_score,none": 64.3},
+        },
+        "config": {"model": "llava", "model_args": "pretrained=ckpts/llava-7b,conv_template=vicuna_v1"},
+        "n-samples": {"pope": {"original": 9000, "effective": 9000}},
+        "lmms_eval_version": "0.3.0",
+    }
+    (tmp_path / "llava-7b").mkdir()
+    (tmp_path / "llava-7b" / "results.json").write_text(json.dumps(report))
+    table = read_scores(tmp_path).set_index("benchmark")
+    assert table.loc["pope", "score"] == pytest.approx(86.1) and table.loc["pope", "n"] == 9000
+    assert table.loc["mmbench_en_dev", "score"] == pytest.approx(64.3)
+    assert set(table["checkpoint"]) == {"ckpts/llava-7b"} and set(table["harness_version"]) == {"0.3.0"}
+
+
+def test_a_score_csv_with_a_non_number_names_its_line(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("checkpoint,benchmark,score\na/1,count,50\na/2,count,lots\n")
+    with pytest.raises(HeadcastError, match=r"scores\.csv:3: score is not a number"):
+        read_scores(path)
