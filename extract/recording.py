@@ -6,9 +6,13 @@ once to per-head scalars: no eager attention, no [B, H, T, T] tensor, no patched
 Only the language model switches to it (the vision tower keeps its own implementation), and
 only inside `record(...)`.
 
-Hook points (TransformerLens style): `Recorder.metrics[layer]` is the reduced [B, H, M] tensor
-of each language-model layer; with `keep_rows=True`, `Recorder.rows[layer]` holds the raw
-[B, H, Q, K] rows as well (for tests and debugging; it costs memory).
+Hook points (TransformerLens style), both on the language model's attention only:
+- rows: `record(model, recorder)`; `Recorder.metrics[layer]` is the reduced [B, H, M] tensor of
+  each layer; with `keep_rows=True`, `Recorder.rows[layer]` holds the raw [B, H, Q, K] rows too
+  (for tests and debugging; it costs memory).
+- head output: `hook_head_outputs(model, hook)`; `hook(layer, output)` gets each layer's
+  [B, T, H, D] attention output before the output projection and returns what replaces it
+  (head ablation, head-output means).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from transformers import AttentionInterface, PreTrainedModel
@@ -92,7 +96,12 @@ class Recorder:
             self.rows[layer] = rows.cpu()
 
 
-_active: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("headcast_recorder", default=None)
+HeadOutputHook = Callable[[int, torch.Tensor], torch.Tensor]
+
+_recorder: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("headcast_recorder", default=None)
+_head_output_hook: contextvars.ContextVar[HeadOutputHook | None] = contextvars.ContextVar(
+    "headcast_head_output_hook", default=None
+)
 
 
 def recording_attention(
@@ -104,8 +113,8 @@ def recording_attention(
     scaling: float | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """SDPA attention that also feeds the active recorder."""
-    recorder = _active.get()
+    """SDPA attention with two hook points: the rows (recorder) and the per-head output."""
+    recorder = _recorder.get()
     if recorder is not None:
         recorder.observe(
             module.layer_idx,
@@ -114,7 +123,13 @@ def recording_attention(
             attention_mask,
             scaling if scaling is not None else query.shape[-1] ** -0.5,
         )
-    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    output, weights = sdpa_attention_forward(
+        module, query, key, value, attention_mask, scaling=scaling, **kwargs
+    )
+    hook = _head_output_hook.get()
+    if hook is not None:  # [batch, tokens, heads, head_dim], before the output projection mixes heads
+        output = hook(module.layer_idx, output)
+    return output, weights
 
 
 def register() -> None:
@@ -124,14 +139,28 @@ def register() -> None:
 
 
 @contextlib.contextmanager
-def record(model: PreTrainedModel, recorder: Recorder) -> Iterator[Recorder]:
-    """Within the block, the language model's attention feeds `recorder`; restored afterwards."""
+def _headcast_attention(model: PreTrainedModel, var: contextvars.ContextVar, value) -> Iterator[None]:
+    """Switch the language model (only) to `headcast` attention with `var` bound; restore both after."""
     register()
     previous = model.config.text_config._attn_implementation
     model.set_attn_implementation({"text_config": ATTENTION_NAME})
-    token = _active.set(recorder)
+    token = var.set(value)
     try:
-        yield recorder
+        yield
     finally:
-        _active.reset(token)
+        var.reset(token)
         model.set_attn_implementation({"text_config": previous})
+
+
+@contextlib.contextmanager
+def record(model: PreTrainedModel, recorder: Recorder) -> Iterator[Recorder]:
+    """Within the block, the language model's attention feeds `recorder`."""
+    with _headcast_attention(model, _recorder, recorder):
+        yield recorder
+
+
+@contextlib.contextmanager
+def hook_head_outputs(model: PreTrainedModel, hook: HeadOutputHook) -> Iterator[HeadOutputHook]:
+    """Within the block, `hook(layer, output)` sees (and may replace) each layer's per-head output."""
+    with _headcast_attention(model, _head_output_hook, hook):
+        yield hook
