@@ -6,7 +6,7 @@ import dataclasses
 import gc
 import importlib.metadata
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +83,12 @@ def measure_heads(
     query: QueryPosition = "last-prompt",
     batch_size: int = 8,
     progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Run the probes through a loaded (or live, training) model: [samples, layers, heads, METRICS].
 
     Region mass is NaN for probes without a box. Non-finite attention is an error, not a number.
+    `on_batch(done, total)` reports progress to callers without a terminal (the service).
     """
     chunks = []
     starts = range(0, len(probes), batch_size)
@@ -102,6 +104,8 @@ def measure_heads(
         no_box = torch.tensor([p.box is None for p in batch])
         recorded[no_box, :, :, METRICS.index("region_mass")] = float("nan")
         chunks.append(recorded.float().numpy())
+        if on_batch is not None:
+            on_batch(start + len(batch), len(probes))
     return np.concatenate(chunks)
 
 
@@ -112,6 +116,7 @@ def extract_head_metrics(
     name: str | None = None,
     cache: MetricsCache | None = None,
     progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> HeadMetrics:
     """Head metrics of the checkpoint at `path`, from the cache when its content was seen before."""
     path = Path(path)
@@ -131,7 +136,7 @@ def extract_head_metrics(
         samples, meta = hit
         return HeadMetrics(name or str(path), samples, meta)
     checkpoint = load_checkpoint(path, settings.device, settings_record["dtype"])
-    samples = measure_heads(checkpoint, probes, settings.query, settings.batch_size, progress)
+    samples = measure_heads(checkpoint, probes, settings.query, settings.batch_size, progress, on_batch)
     text = checkpoint.model.config.text_config
     meta = settings_record | {
         "arch": checkpoint.arch,

@@ -10,8 +10,12 @@ from extract.errors import HeadcastError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from experiments.demo import add_demo_parser
+    from experiments.evaluate import add_evaluate_parser
+    from experiments.zoo import add_zoo_parser
     from extract.cli import add_extract_parser
     from predictor.cli import add_predictor_parsers
+    from predictor.service import add_serve_parser
 
     parser = argparse.ArgumentParser(
         prog="headcast",
@@ -20,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_extract_parser(subparsers)
     add_predictor_parsers(subparsers)
+    add_serve_parser(subparsers)
+    add_demo_parser(subparsers)
+    add_zoo_parser(subparsers)
+    add_evaluate_parser(subparsers)
     return parser
 
 
@@ -28,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return args.func(args) or 0
     except HeadcastError as err:
         print(f"headcast: error: {err}", file=sys.stderr)
         return 2

@@ -15,8 +15,8 @@ from extract.features import (
     feature_columns,
     feature_row,
     head_means,
-    reduce_rows,
 )
+from extract.metrics import reduce_rows
 
 
 def masks(n_keys, visual, region, text):

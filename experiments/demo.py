@@ -1,0 +1,140 @@
+"""`headcast demo`: the whole claim, measured end to end on this machine.
+
+Builds (or reuses) a zoo, extracts head features for every checkpoint, fits predictors with
+whole training runs held out, and compares headcast's held-out error with the cheap
+alternatives: the mean score, the benchmark run on as many items as the probe set has
+forward passes, and the training step alone. Everything lands in MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from extract.features import write_features
+from extract.probes import read_probes
+from extract.storage import atomic_output
+
+
+def extract_zoo(zoo: Path, progress: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Features and per-head tables of every zoo checkpoint, written beside the zoo (cached)."""
+    from experiments.zoo import checkpoint_dirs
+    from extract.pipeline import ExtractionSettings, extract_features, per_head_tables
+
+    folders = checkpoint_dirs(zoo)
+    names = [f.relative_to(zoo / "checkpoints").as_posix() for f in folders]
+    settings = ExtractionSettings()
+    table, metrics = extract_features(
+        folders, read_probes(zoo / "probes" / "probes.jsonl"), settings, names, progress
+    )
+    per_head = per_head_tables(metrics, settings.thresholds)
+    write_features(table, {m.checkpoint: m.settings for m in metrics}, zoo / "features.parquet")  # for reuse
+    with atomic_output(zoo / "per_head.parquet") as tmp:
+        per_head.to_parquet(tmp, index=False)
+    return table, {m.checkpoint: m.settings for m in metrics}, per_head
+
+
+def summary(report, dataset) -> dict:
+    """The demo's JSON: per benchmark, headcast's held-out MAE and Spearman next to each baseline."""
+    chosen = report.metrics[report.chosen]
+    benchmarks = {}
+    for b in dataset.benchmarks:
+        entry = {
+            "headcast": {
+                "mae": round(float(chosen.loc[b, "mae"]), 3),
+                "spearman": round(float(chosen.loc[b, "spearman"]), 3),
+                "coverage": round(float(chosen.loc[b, "coverage"]), 3),
+            }
+        }
+        entry |= {name: {"mae": round(float(mae[b]), 3)} for name, mae in report.baselines.items()}
+        benchmarks[b] = entry
+    return {
+        "benchmarks": benchmarks,
+        "estimator": report.chosen,
+        "checkpoints": len(dataset.features),
+        "runs": int(dataset.groups.nunique()),
+        "model_version": report.model_version,
+        "mlflow_run_id": report.run_id,
+    }
+
+
+def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
+    """Held-out predictions next to measured scores (each run's last checkpoint by default)."""
+    rows = dataset.scores.index
+    if last_only:
+        rows = dataset.steps.groupby(dataset.groups).idxmax().sort_values().tolist()
+    width = max(len(r) for r in rows) + 2
+    header = f"{'checkpoint':<{width}}" + "".join(f"{b[:16]:>18}" for b in dataset.benchmarks)
+    lines = [header, f"{'':<{width}}" + "".join(f"{'predicted/actual':>18}" for _ in dataset.benchmarks)]
+    for row in rows:
+        cells = "".join(
+            f"{report.predictions.loc[row, b]:>10.1f} /{dataset.scores.loc[row, b]:>5.1f}"
+            for b in dataset.benchmarks
+        )
+        lines.append(f"{row:<{width}}{cells}")
+    return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from transformers.utils import logging
+
+    from experiments.zoo import build
+    from predictor.cli import format_report
+    from predictor.dataset import build_dataset
+    from predictor.scores import read_scores
+    from predictor.tracking import fit_and_track
+
+    logging.disable_progress_bar()
+    zoo = Path(args.zoo or Path("zoo") / args.preset)
+    scores_csv = build(args.preset, zoo, args.seed)
+    features, settings, per_head = extract_zoo(zoo, progress=not args.json)
+    scores = read_scores(scores_csv)
+    dataset = build_dataset(features, scores, settings)
+    items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
+    probe_count = len(read_probes(zoo / "probes" / "probes.jsonl"))
+    report = fit_and_track(
+        dataset,
+        args.experiment,
+        probe_count=probe_count,
+        items=items.loc[dataset.scores.index],
+        per_head=per_head,
+        run_name=f"demo-{args.preset}",
+    )
+    result = summary(report, dataset)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"\nheld-out predictions ({report.chosen}; every run predicted by a model that never saw it):")
+    print(predicted_vs_actual_table(report, dataset))
+    print(
+        f"\nper benchmark, {dataset.groups.nunique()} runs x {len(dataset.features)} checkpoints, "
+        "runs held out:"
+    )
+    print(format_report(report, dataset.benchmarks))
+    beaten = sum(
+        result["benchmarks"][b]["headcast"]["mae"] < result["benchmarks"][b]["mean_baseline"]["mae"]
+        for b in dataset.benchmarks
+    )
+    print(
+        f"\nheadcast ({report.chosen}) beats the mean baseline on {beaten}/{len(dataset.benchmarks)} "
+        "benchmarks; "
+        f"registered headcast-predictor v{report.model_version} as @champion (MLflow run {report.run_id})."
+    )
+    return 0
+
+
+def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="build the zoo, extract, fit with runs held out, compare with baselines",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--preset", default="small", help="zoo preset: smoke, small or full (default small)")
+    parser.add_argument("--zoo", type=Path, help="zoo folder (default zoo/<preset>)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--experiment", default="headcast-demo", help="MLflow experiment name")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run_demo)

@@ -1,0 +1,370 @@
+"""`headcast zoo build`: the ground truth of the whole product, built on a CPU.
+
+Builds, into one folder, a suite of synthetic benchmarks, an unlabeled probe set, and many tiny LLaVA
+checkpoints along training whose benchmark scores are then measured:
+
+    DIR/zoo.json                      what was built (preset config + seed): a stamp
+    DIR/benchmarks/<benchmark>.jsonl  held-out items with answers, images under images/
+    DIR/probes/probes.jsonl           unlabeled probe items on other images, for extraction
+    DIR/checkpoints/<run>/<step>/     ordinary Hugging Face checkpoint folders
+    DIR/scores.csv                    checkpoint, benchmark, score, n (checkpoint relative to checkpoints/)
+
+Every piece is written atomically and skipped when present, so an interrupted build resumes; the
+stamp refuses to mix two different configurations in one folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import time
+import zlib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.evaluate import add_evaluate_parser, read_scores, write_scores
+from experiments.scenes import BENCHMARKS, CHANCE
+from extract import HeadcastError
+
+PRESETS = ("smoke", "small", "full")
+STAMP_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooConfig:
+    """A preset: shared data and pretraining settings, then the runs."""
+
+    name: str
+    resolution: int
+    grid: int
+    benchmark_items: int
+    probe_items: int
+    vision: dict[str, Any]
+    language: dict[str, Any]
+    caption_items: int
+    instruct_items: int
+    checkpoints: int
+    runs: tuple  # of experiments.train.RunConfig
+    raw: dict[str, Any]
+
+
+def load_config(preset: str) -> ZooConfig:
+    """The preset `smoke|small|full` from experiments/configs, or any YAML file of the same shape."""
+    from experiments.modeling import ModelSpec
+    from experiments.train import RunConfig, log_steps
+
+    if preset in PRESETS:
+        text = (
+            resources.files("experiments").joinpath("configs", f"{preset}.yaml").read_text(encoding="utf-8")
+        )
+    elif Path(preset).is_file():
+        text = Path(preset).read_text(encoding="utf-8")
+    else:
+        raise HeadcastError(f"unknown preset {preset!r}; use {', '.join(PRESETS)} or a path to a YAML config")
+    raw = yaml.safe_load(text)
+    spec_fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    runs = []
+    for entry in raw["runs"]:
+        merged = {**raw.get("defaults", {}), **entry}
+        unknown = set(merged) - spec_fields - run_fields
+        if unknown:
+            raise HeadcastError(f"run {merged.get('name')!r}: unknown field(s) {', '.join(sorted(unknown))}")
+        spec = ModelSpec(**{k: v for k, v in merged.items() if k in spec_fields})
+        settings = {k: v for k, v in merged.items() if k in run_fields and k != "spec"}
+        settings["checkpoints"] = log_steps(settings["steps"], raw["checkpoints"])
+        runs.append(RunConfig(spec=spec, **settings))
+    vision = {
+        (r.spec.vision_hidden, r.spec.vision_layers, r.spec.image_size, r.spec.patch_size) for r in runs
+    }
+    if len(vision) > 1:
+        raise HeadcastError(
+            "runs differ in vision_hidden, vision_layers, image_size or patch_size; "
+            "the zoo shares one pretrained vision encoder, so set these in `defaults` only"
+        )
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise HeadcastError("run names in the config repeat; give every run a unique name")
+    return ZooConfig(
+        name=raw.get("name", preset),
+        resolution=raw["resolution"],
+        grid=raw["grid"],
+        benchmark_items=raw["benchmark_items"],
+        probe_items=raw["probe_items"],
+        vision=raw["vision"],
+        language=raw["language"],
+        caption_items=raw["caption_items"],
+        instruct_items=raw["instruct_items"],
+        checkpoints=raw["checkpoints"],
+        runs=tuple(runs),
+        raw=raw,
+    )
+
+
+def _stamp(out: Path, config: ZooConfig, seed: int) -> None:
+    """Write DIR/zoo.json, or refuse when DIR holds a zoo built from other settings."""
+    stamp = {"version": STAMP_VERSION, "preset": config.name, "seed": seed, "config": config.raw}
+    path = out / "zoo.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != stamp:
+            raise HeadcastError(
+                f"{out} holds a zoo built with preset {old.get('preset')!r}, seed {old.get('seed')}; "
+                "pass another --out or delete that folder"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(path, stamp)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _seed(seed: int, *parts: Any) -> int:
+    """A stable sub-seed for one stage (Python's hash() changes between processes)."""
+    return (seed * 1_000_003 + zlib.crc32(repr(parts).encode())) % 2**31
+
+
+def _lm_key(spec) -> str:
+    return f"{spec.family}-{spec.layers}x{spec.heads}-kv{spec.kv_heads}-d{spec.head_dim}"
+
+
+def _save_tensors(path: Path, tensors: dict) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+    os.replace(tmp, path)
+
+
+def _load_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def _atomic_checkpoint(model, processor, final: Path, meta: dict) -> None:
+    from experiments.modeling import save_checkpoint
+
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(model, processor, tmp)
+    (tmp / "zoo_run.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1) -> Path:
+    """Build (or finish building) the zoo of `preset` into `out`; returns the path of scores.csv.
+
+    Runs on `threads` CPU threads (default 1): these models are so small that a second thread gains
+    little, while two processes each spinning two OpenMP threads on a 2-core machine run ~50x slower.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _build(preset, Path(out), seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _build(preset: str, out: Path, seed: int) -> Path:
+    import torch
+    from tqdm.auto import tqdm
+
+    from experiments import train
+    from experiments.benchmarks import write_probes, write_suite
+    from experiments.modeling import build_processor
+    from experiments.scenes import make_mixture
+
+    config = load_config(preset)
+    _stamp(out, config, seed)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    res, grid = config.resolution, config.grid
+
+    if not (out / "benchmarks").exists():
+        write_suite(out / "benchmarks", seed, config.benchmark_items, res, grid)
+    if not (out / "probes").exists():
+        write_probes(out / "probes", seed, config.probe_items, res, grid)
+    timings["data"] = time.perf_counter() - started
+
+    cache_dir = out / "cache"
+    cache_dir.mkdir(exist_ok=True)
+    torch.manual_seed(seed)
+    vision_file = cache_dir / "vision.safetensors"
+    base_spec = config.runs[0].spec
+    if not vision_file.exists():
+        t = time.perf_counter()
+        vcfg = config.vision
+        items = make_mixture(f"{seed}-vision", vcfg["items"], grid)
+        images = [it.scene.render(res) for it in items]
+        state = train.pretrain_vision(
+            base_spec, items, images, vcfg["steps"], vcfg["lr"], _seed(seed, "vision")
+        )
+        _save_tensors(vision_file, state)
+        timings["vision"] = time.perf_counter() - t
+    vision_state = _load_tensors(vision_file)
+
+    text_items = caption_items = instruct_items = None
+    encoded: dict[tuple, tuple] = {}
+    todo = [r for r in config.runs if not (out / "checkpoints" / r.name / ".done").exists()]
+    for run in tqdm(todo, desc="runs", unit="run"):
+        t = time.perf_counter()
+        lm_file = cache_dir / f"lm-{_lm_key(run.spec)}.safetensors"
+        if not lm_file.exists():
+            text_items = text_items or make_mixture(f"{seed}-text", config.language["items"], grid)
+            lcfg = config.language
+            state = train.pretrain_language(
+                run.spec, text_items, lcfg["steps"], lcfg["lr"], _seed(seed, "language", _lm_key(run.spec))
+            )
+            _save_tensors(lm_file, state)
+        lm_state = _load_tensors(lm_file)
+        key = (run.spec.arch, run.spec.image_size, run.spec.patch_size, run.spec.anyres_grid)
+        if key not in encoded:
+            if caption_items is None:
+                caption_items = make_mixture(f"{seed}-caption", config.caption_items, grid)
+                instruct_items = make_mixture(f"{seed}-instruct", config.instruct_items, grid)
+            processor = build_processor(run.spec, train.zoo_tokenizer())
+            encoded[key] = (
+                train.encode(
+                    processor, caption_items, [it.scene.render(res) for it in caption_items], "caption"
+                ),
+                train.encode(
+                    processor, instruct_items, [it.scene.render(res) for it in instruct_items], "qa"
+                ),
+            )
+        run_dir = out / "checkpoints" / run.name
+        meta = {
+            "run": run.name,
+            "strategy": run.strategy,
+            "data": run.data,
+            "steps": run.steps,
+            "spec": dataclasses.asdict(run.spec),
+        }
+
+        def save(model, processor, step, run_dir=run_dir, meta=meta):
+            _atomic_checkpoint(
+                model, processor, train.save_paths(run_dir.parent, run_dir.name, step), meta | {"step": step}
+            )
+
+        train.train_run(run, vision_state, lm_state, *encoded[key], save, _seed(seed, "run", run.name))
+        (run_dir / ".done").write_text("")
+        timings[f"run {run.name}"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rows = score_zoo(out)
+    timings["evaluate"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started
+    _write_json(out / "build_times.json", timings)
+    return write_scores(rows, out / "scores.csv")
+
+
+def checkpoint_dirs(out: Path) -> list[Path]:
+    """Every finished checkpoint folder of the zoo, sorted by run, then step."""
+    return sorted(
+        p.parent for p in (out / "checkpoints").glob("*/*/config.json") if not p.parent.name.endswith(".tmp")
+    )
+
+
+def score_zoo(out: Path, batch_size: int = 64) -> list[dict]:
+    """Score every checkpoint not scored yet (scores cached per checkpoint) and return all rows."""
+    from tqdm.auto import tqdm
+
+    from experiments.evaluate import evaluate_checkpoint, load_suite
+
+    suite = None
+    rows = []
+    for path in tqdm(checkpoint_dirs(out), desc="evaluate", unit="checkpoint"):
+        name = path.relative_to(out / "checkpoints").as_posix()
+        cached = out / "scores" / f"{name.replace('/', '__')}.json"
+        if not cached.exists():
+            suite = suite or load_suite(out / "benchmarks")
+            cached.parent.mkdir(exist_ok=True)
+            _write_json(cached, evaluate_checkpoint(path, suite, device="cpu", batch_size=batch_size))
+        for benchmark, (score, n) in json.loads(cached.read_text()).items():
+            rows.append({"checkpoint": name, "benchmark": benchmark, "score": score, "n": n})
+    return rows
+
+
+def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
+    """The score table as markdown: one row per run (its last checkpoint), plus a chance row."""
+    rows = read_scores(scores_csv)
+    table: dict[str, dict[str, float]] = {}
+    for row in rows:
+        table.setdefault(row["checkpoint"], {})[row["benchmark"]] = row["score"]
+    if final_only:
+        last: dict[str, str] = {}
+        for checkpoint in table:
+            run, step = checkpoint.rsplit("/", 1)
+            if run not in last or int(step) > int(last[run].rsplit("/", 1)[1]):
+                last[run] = checkpoint
+        table = {c: table[c] for c in last.values()}
+    benchmarks = [b for b in BENCHMARKS if any(b in r for r in table.values())]
+    benchmarks += sorted({b for r in table.values() for b in r} - set(benchmarks))
+    lines = ["| checkpoint | " + " | ".join(benchmarks) + " |", "|---" * (len(benchmarks) + 1) + "|"]
+    for checkpoint, scores in table.items():
+        lines.append(
+            f"| {checkpoint} | " + " | ".join(f"{scores.get(b, float('nan')):.1f}" for b in benchmarks) + " |"
+        )
+    lines.append(
+        "| *chance* | " + " | ".join(f"{100 * CHANCE.get(b, float('nan')):.1f}" for b in benchmarks) + " |"
+    )
+    all_rows: dict[str, list[float]] = {}
+    for row in rows:
+        all_rows.setdefault(row["benchmark"], []).append(row["score"])
+    lines.append(
+        "| *min-max, all checkpoints* | "
+        + " | ".join(f"{min(all_rows[b]):.0f}-{max(all_rows[b]):.0f}" for b in benchmarks)
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def _run_build(args: argparse.Namespace) -> None:
+    t = time.perf_counter()
+    scores = build(args.preset, args.out, args.seed, args.threads)
+    print(f"built the {args.preset} zoo in {time.perf_counter() - t:.0f} s; scores in {scores}")
+
+
+def _run_table(args: argparse.Namespace) -> None:
+    path = Path(args.dir) / "scores.csv" if Path(args.dir).is_dir() else Path(args.dir)
+    if not path.is_file():
+        raise HeadcastError(f"no scores table at {path}; run `headcast zoo build` first")
+    print(markdown_table(path, final_only=not args.all))
+
+
+def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`headcast zoo build|table`: build the synthetic model zoo, print its score table."""
+    parser = subparsers.add_parser(
+        "zoo", help="build the synthetic zoo of tiny LLaVA models and its benchmarks"
+    )
+    commands = parser.add_subparsers(dest="zoo_command", required=True)
+    b = commands.add_parser("build", help="train the checkpoints, write benchmarks, probes and scores.csv")
+    b.add_argument(
+        "--preset", default="small", help="smoke (tests), small (demo, default), full, or a YAML path"
+    )
+    b.add_argument("--out", required=True, help="folder to build into (resumes an interrupted build)")
+    b.add_argument("--seed", type=int, default=0, help="seed of every image, weight and batch (default: 0)")
+    b.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
+    b.set_defaults(func=_run_build)
+    t = commands.add_parser("table", help="print the score table (last checkpoint per run) as markdown")
+    t.add_argument("dir", help="a zoo folder or a scores.csv")
+    t.add_argument("--all", action="store_true", help="every checkpoint, not only each run's last")
+    t.set_defaults(func=_run_table)
+    return parser
+
+
+__all__ = ["add_evaluate_parser", "add_zoo_parser", "build", "load_config", "markdown_table", "score_zoo"]

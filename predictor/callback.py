@@ -1,0 +1,217 @@
+"""Predicted benchmark scores during training, from the live model, as MLflow metrics.
+
+The full benchmark suite is far too slow to run every few hundred steps; a probe set through the
+live model is not. `log_predicted_scores` runs the probes on the model in memory (eval mode, no
+grad, train mode restored; no copy, nothing saved), turns the head metrics into a feature row,
+predicts the scores with intervals and logs both at the training step:
+
+    headcast/pred/<benchmark>          predicted score (percent)
+    headcast/pred/<benchmark>_lower    interval bounds
+    headcast/pred/<benchmark>_upper
+    headcast/pred/ood                  1 when the row is out of the predictor's training distribution
+    headcast/feature/<all.*>           the model-wide feature summaries
+    headcast/seconds                   what the measurement cost
+
+`HeadcastCallback` calls it from a transformers `Trainer` every N steps and/or on save, into the
+run transformers' own MLflow logging uses; custom loops call the function directly.
+Torch and transformers are imported when called, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from extract.errors import HeadcastError
+from extract.features import FEATURE_SCHEMA_VERSION, VisualHeadThresholds, feature_row
+from predictor.cli import DEFAULT_MODEL, load_model
+from predictor.pyfunc import predict_rows
+
+try:  # a real TrainerCallback when transformers is there; the plain function needs no Trainer
+    from transformers import TrainerCallback
+except ImportError:  # pragma: no cover
+    TrainerCallback = object  # type: ignore[assignment,misc]
+
+
+def resolve_predictor(predictor: Any = None) -> Any:
+    """A fitted `HeadcastPredictor` from an MLflow model URI, a loaded pyfunc model, or itself."""
+    if predictor is None or isinstance(predictor, str):
+        predictor = load_model(predictor or DEFAULT_MODEL)
+    if hasattr(predictor, "unwrap_python_model"):
+        predictor = predictor.unwrap_python_model().predictor
+    if not hasattr(predictor, "feature_names_"):
+        raise HeadcastError(f"{type(predictor).__name__} is not a fitted headcast predictor")
+    return predictor
+
+
+def _read_probes(probes: Any) -> list:
+    from extract.probes import read_probes
+
+    return read_probes(probes) if isinstance(probes, str | Path) else list(probes)
+
+
+def measure_live_model(
+    model, processor, probes: Sequence, query: str = "last-prompt", batch_size: int = 8
+) -> dict[str, float]:
+    """The feature row of the model as it is now; its train/eval mode is left as it was."""
+    import torch
+
+    from extract.loading import Checkpoint
+    from extract.pipeline import measure_heads
+
+    model = getattr(model, "module", model)  # DistributedDataParallel and friends
+    config = model.config
+    checkpoint = Checkpoint(
+        path=Path(getattr(config, "_name_or_path", "") or "live-model"),
+        model=model,
+        processor=processor,
+        arch=config.model_type,
+        text_model=config.text_config.model_type,
+    )
+    tokenizer = processor.tokenizer
+    was_training, padding_side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"  # the query row is the last position
+    try:
+        with torch.no_grad():
+            samples = measure_heads(checkpoint, probes, query, batch_size, progress=False)
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return feature_row(samples, VisualHeadThresholds())
+
+
+def metric_name(*parts: str) -> str:
+    """`a/b/c`, each part cut to the characters MLflow allows in a metric name."""
+    return "/".join(re.sub(r"[^A-Za-z0-9_\-. :]", "_", p) for p in parts)
+
+
+def score_metrics(
+    predictions: pd.DataFrame, features: dict[str, float], benchmarks: Sequence[str], prefix: str
+) -> dict[str, float]:
+    """Predicted scores with bounds, the OOD flag, and the model-wide (`all.*`) feature summaries."""
+    row = predictions.iloc[0]
+    metrics = {}
+    for b in benchmarks:
+        for suffix in ("", "_lower", "_upper"):
+            metrics[metric_name(prefix, "pred", f"{b}{suffix}")] = float(row[f"{b}{suffix}"])
+    metrics[metric_name(prefix, "pred", "ood")] = float(bool(row["ood"]))
+    for name, value in features.items():
+        if name.startswith("all.") and math.isfinite(value):
+            metrics[metric_name(prefix, "feature", name)] = float(value)
+    return metrics
+
+
+def log_predicted_scores(
+    model,
+    processor,
+    probes: Sequence | str | Path,
+    predictor: Any = None,
+    step: int = 0,
+    *,
+    query: str = "last-prompt",
+    batch_size: int = 8,
+    prefix: str = "headcast",
+    run_id: str | None = None,
+) -> dict[str, float]:
+    """Measure the live model on `probes`, predict its scores, log them at `step`; returns the metrics.
+
+    `predictor`: a fitted HeadcastPredictor, a pyfunc model, or a model URI (default: the champion);
+    pass a resolved one when calling repeatedly. Metrics go to `run_id`, else the active MLflow run
+    (MLflow starts one if there is none).
+    """
+    import mlflow
+
+    started = time.perf_counter()
+    predictor = resolve_predictor(predictor)
+    features = measure_live_model(model, processor, _read_probes(probes), query, batch_size)
+    predictions = predict_rows(
+        predictor, pd.DataFrame([{"schema_version": FEATURE_SCHEMA_VERSION} | features])
+    )
+    metrics = score_metrics(predictions, features, predictor.benchmarks_, prefix)
+    metrics[metric_name(prefix, "seconds")] = time.perf_counter() - started
+    if run_id is not None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+    else:
+        mlflow.log_metrics(metrics, step=step)
+    return metrics
+
+
+class HeadcastCallback(TrainerCallback):
+    """Log predicted benchmark scores of the model being trained, every `every_n_steps` and/or on save.
+
+    Runs on the main process only. With `report_to=["mlflow"]` the metrics join the run that
+    transformers' MLflowCallback opened; otherwise this callback opens a run and closes it at the end.
+    """
+
+    def __init__(
+        self,
+        processor,
+        probes: Sequence | str | Path,
+        predictor: Any = None,
+        every_n_steps: int | None = 50,
+        on_save: bool = False,
+        query: str = "last-prompt",
+        batch_size: int = 8,
+        prefix: str = "headcast",
+    ) -> None:
+        if not every_n_steps and not on_save:
+            raise HeadcastError("HeadcastCallback needs every_n_steps > 0, on_save=True, or both")
+        self.processor = processor
+        self.probes = _read_probes(probes)  # read once: a bad probe file fails before training starts
+        self.predictor = resolve_predictor(predictor)
+        self.every_n_steps, self.log_on_save = every_n_steps, on_save
+        self.query, self.batch_size, self.prefix = query, batch_size, prefix
+        self.history: list[tuple[int, dict[str, float]]] = []
+        self._own_run = False
+        self._last_step: int | None = None
+
+    def measure(self, model, step: int) -> dict[str, float]:
+        """Log at `step` (once per step, however many events ask for it)."""
+        if step == self._last_step:
+            return self.history[-1][1]
+        metrics = log_predicted_scores(
+            model,
+            self.processor,
+            self.probes,
+            self.predictor,
+            step,
+            query=self.query,
+            batch_size=self.batch_size,
+            prefix=self.prefix,
+        )
+        self._last_step = step
+        self.history.append((step, metrics))
+        return metrics
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import mlflow
+
+        if state.is_world_process_zero and mlflow.active_run() is None:
+            mlflow.start_run(run_name=getattr(args, "run_name", None))
+            self._own_run = True
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        every = self.every_n_steps
+        if every and state.is_world_process_zero and model is not None and state.global_step % every == 0:
+            self.measure(model, state.global_step)
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if self.log_on_save and state.is_world_process_zero and model is not None:
+            self.measure(model, state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        import mlflow
+
+        if self._own_run:
+            mlflow.end_run()
+            self._own_run = False

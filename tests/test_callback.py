@@ -1,0 +1,100 @@
+"""The training callback: a real transformers `Trainer` on a zoo model, its metrics read back from MLflow."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from transformers import Trainer, TrainingArguments
+
+from experiments import train
+from experiments.benchmarks import write_probes
+from experiments.modeling import build_model, build_processor
+from experiments.scenes import make_mixture
+from experiments.zoo import load_config
+from extract.errors import HeadcastError
+from predictor.callback import HeadcastCallback, log_predicted_scores
+from predictor.tracking import configure_tracking
+from tests.test_service import champion_store
+
+STEPS, EVERY = 6, 2
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return champion_store(tmp_path_factory)
+
+
+@pytest.fixture
+def in_store(store, monkeypatch):
+    monkeypatch.chdir(store)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "training")
+    configure_tracking()
+    return store
+
+
+@pytest.fixture(scope="module")
+def zoo_run(tmp_path_factory):
+    """The smoke zoo's first run as the zoo builds it (shape, tokenizer, processor, instruction data)."""
+    run = load_config("smoke").runs[0]
+    spec = run.spec
+    processor = build_processor(spec, train.zoo_tokenizer())
+    model = build_model(spec, processor.tokenizer, seed=0).train()
+    items = make_mixture(0, 8, 4)
+    data = train.encode(processor, items, [item.scene.render(56) for item in items], "qa")
+    examples = [{k: v[i] for k, v in data.items()} for i in range(len(items))]
+    probes = write_probes(tmp_path_factory.mktemp("zoo-probes"), 0, 4, 56, 4)
+    return model, processor, examples, probes
+
+
+def test_trainer_run_logs_predicted_scores_every_n_steps_into_its_mlflow_run(in_store, zoo_run, tmp_path):
+    model, processor, examples, probes = zoo_run
+    callback = HeadcastCallback(processor, probes, every_n_steps=EVERY)  # the registered champion
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=STEPS,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        use_cpu=True,
+        save_strategy="no",
+        report_to=["mlflow"],
+        logging_steps=1,
+        disable_tqdm=True,
+    )
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    Trainer(model=model, args=args, train_dataset=examples, callbacks=[callback]).train()
+
+    assert model.training, "the callback must hand the model back in train mode"
+    assert any(not torch.equal(weights[k], v) for k, v in model.state_dict().items()), "training happened"
+    run = MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("training").experiment_id], order_by=["start_time DESC"]
+    )[0]
+    assert "loss" in run.data.metrics, "transformers' own MLflow logging shares the run"
+    client = MlflowClient()
+    for name in ("headcast/pred/count", "headcast/pred/count_lower", "headcast/feature/all.visual_mass.mean"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert sorted(m.step for m in history) == list(range(EVERY, STEPS + 1, EVERY)), name
+    lower, score, upper = (
+        client.get_metric_history(run.info.run_id, f"headcast/pred/pope{s}")[-1].value
+        for s in ("_lower", "", "_upper")
+    )
+    assert 0 <= lower <= score <= upper <= 100
+
+
+def test_plain_function_logs_at_the_given_step_and_leaves_eval_mode_alone(in_store, zoo_run):
+    model, processor, _, probes = zoo_run
+    model.eval()
+    with mlflow.start_run() as run:
+        metrics = log_predicted_scores(model, processor, probes, step=7)
+    assert not model.training
+    assert {"headcast/pred/count", "headcast/pred/ood", "headcast/seconds"} <= set(metrics)
+    history = MlflowClient().get_metric_history(run.info.run_id, "headcast/pred/count")
+    assert [(m.step, m.value) for m in history] == [(7, metrics["headcast/pred/count"])]
+
+
+def test_callback_refuses_to_do_nothing(in_store, zoo_run):
+    _, processor, _, probes = zoo_run
+    with pytest.raises(HeadcastError, match="every_n_steps"):
+        HeadcastCallback(processor, probes, every_n_steps=None, on_save=False)

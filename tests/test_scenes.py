@@ -1,0 +1,160 @@
+"""The scene generator and the benchmark files it feeds: deterministic, correct answers, valid JSONL."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from experiments.benchmarks import write_probes, write_suite
+from experiments.scenes import (
+    BENCHMARKS,
+    COLOURS,
+    COUNTS,
+    POPULARITY,
+    SHAPES,
+    Scene,
+    SceneObject,
+    make_items,
+    make_mixture,
+)
+from extract import read_probes
+
+
+def _category(question: str) -> tuple[str, str]:
+    words = question.split()
+    colour = next(w for w in words if w in COLOURS)
+    shape = next(s for s in SHAPES if s in question.split(colour, 1)[1].split()[0])
+    return colour, shape
+
+
+def test_same_seed_gives_identical_items_and_pixels():
+    a, b = make_items(7, "count_general", 5), make_items(7, "count_general", 5)
+    assert a == b
+    assert [i.scene.render(56).tobytes() for i in a] == [i.scene.render(56).tobytes() for i in b]
+    assert make_items(8, "count_general", 5) != a
+
+
+def test_general_counting_box_marks_an_object_of_the_counted_kind():
+    for item in make_items(0, "count_general", 40):
+        marked = item.scene.objects[item.scene.marked]
+        assert item.question == "How many of these are there ?"
+        assert int(item.answer) == item.scene.count(marked.category)
+        assert any(o.category != marked.category for o in item.scene.objects)  # distractors to tell apart
+
+
+def test_object_counting_answer_is_the_number_of_objects_of_the_named_category():
+    for item in make_items(0, "count_object", 40):
+        assert item.scene.marked is None
+        assert int(item.answer) == item.scene.count(_category(item.question))
+
+
+def test_super_counting_names_the_super_category_of_the_boxed_object():
+    for item in make_items(0, "count_super", 40):
+        marked = item.scene.objects[item.scene.marked]
+        assert f"these {marked.super_category} things" in item.question
+        assert int(item.answer) == item.scene.count(marked.category)
+
+
+def test_counting_answers_are_balanced_over_the_counts():
+    answers = [int(i.answer) for i in make_items(0, "count_object", 400)]
+    assert min(answers.count(k) for k in COUNTS) > 70
+
+
+def test_pope_alternates_yes_and_no_and_no_means_absent():
+    for kind in ("random", "popular", "adversarial"):
+        items = make_items(0, f"pope_{kind}", 30)
+        assert [i.answer for i in items] == ["yes", "no"] * 15
+        for item in items:
+            present = _category(item.question) in item.scene.categories()
+            assert present == (item.answer == "yes")
+
+
+def test_adversarial_negatives_share_a_colour_or_shape_with_a_present_object():
+    for item in make_items(0, "pope_adversarial", 40)[1::2]:
+        colour, shape = _category(item.question)
+        assert any(colour == c or shape == s for c, s in item.scene.categories())
+
+
+def test_popular_negatives_are_the_most_frequent_absent_categories():
+    for item in make_items(0, "pope_popular", 40)[1::2]:
+        absent = [c for c in POPULARITY if c not in item.scene.categories()]
+        assert _category(item.question) in absent[:3]
+
+
+def test_attribute_answer_is_the_colour_of_the_boxed_object():
+    for item in make_items(0, "attribute", 30):
+        assert item.answer == item.scene.objects[item.scene.marked].colour
+
+
+def test_spatial_answer_matches_the_grid_positions():
+    for item in make_items(0, "spatial", 40):
+        words = item.question.split()
+        first, second = (words[3], words[4]), (words[-3], words[-2])
+        a = next(o for o in item.scene.objects if o.category == first)
+        b = next(o for o in item.scene.objects if o.category == second)
+        expected = {(0, -1): "left", (0, 1): "right", (-1, 0): "above", (1, 0): "below"}
+        sign = ((a.row > b.row) - (a.row < b.row), (a.col > b.col) - (a.col < b.col))
+        assert expected[sign] == item.answer
+        assert item.scene.count(first) == item.scene.count(second) == 1
+
+
+def test_render_puts_the_object_colour_at_its_cell_and_the_box_around_it():
+    scene = Scene((SceneObject("red", "square", "large", 1, 2),), grid=4, marked=0)
+    for resolution in (28, 56, 112):
+        image = scene.render(resolution)
+        cell = resolution / 4
+        assert image.getpixel((int(2.5 * cell), int(1.5 * cell))) == COLOURS["red"]
+        x0, y0, x1, y1 = scene.object_box(0, resolution)
+        assert 0 <= x0 < x1 <= resolution and 0 <= y0 < y1 <= resolution
+        assert image.getpixel((x0, (y0 + y1) // 2)) == (255, 255, 255)
+
+
+def test_every_item_has_its_box_inside_the_image_and_objects_in_distinct_cells():
+    rng = random.Random(0)
+    for task in BENCHMARKS:
+        for item in make_items(rng.randrange(1000), task, 20):
+            cells = [(o.row, o.col) for o in item.scene.objects]
+            assert len(cells) == len(set(cells))
+            if item.box_object is not None:
+                x0, y0, x1, y1 = item.scene.object_box(item.box_object, 56)
+                assert 0 <= x0 < x1 <= 56 and 0 <= y0 < y1 <= 56
+
+
+def test_training_mixture_cycles_through_the_tasks():
+    items = make_mixture(0, 12)
+    assert [i.task for i in items[:6]] == [
+        "count_general",
+        "count_object",
+        "count_super",
+        "pope",
+        "attribute",
+        "spatial",
+    ]
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suite")
+    return write_suite(root / "benchmarks", seed=0, n=6), write_probes(root / "probes", seed=0, n=12)
+
+
+def test_benchmark_files_read_back_with_answers_and_boxes(suite):
+    files, _ = suite
+    assert [f.stem for f in files] == list(BENCHMARKS)
+    for file in files:
+        probes = read_probes(file)
+        assert len(probes) == 6 and all(p.answer for p in probes)
+        if file.stem in ("count_general", "count_super", "attribute"):
+            assert all(p.box is not None for p in probes)
+
+
+def test_probe_set_has_no_answers_and_other_images_than_the_benchmarks(suite):
+    files, probe_file = suite
+    probes = read_probes(probe_file)
+    assert len(probes) == 12 and all(p.answer is None for p in probes)
+    assert sum(p.box is not None for p in probes) >= 10
+    bench_pixels = {p.load_image().tobytes() for f in files for p in read_probes(f)}
+    assert not bench_pixels & {p.load_image().tobytes() for p in probes}
+    assert all("answer" not in json.loads(line) for line in probe_file.read_text().splitlines())

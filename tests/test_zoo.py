@@ -1,0 +1,111 @@
+"""The zoo: presets, and a smoke build end to end (built once per session, about 10 s alone)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+
+import pytest
+
+from experiments.scenes import BENCHMARKS
+from experiments.train import log_steps
+from experiments.zoo import add_zoo_parser, build, load_config, markdown_table
+from extract import HeadcastError, load_checkpoint, read_probes
+
+
+@pytest.fixture(scope="session")
+def smoke_zoo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo") / "smoke"
+    build("smoke", out, seed=0)
+    return out
+
+
+def _scores(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_log_spaced_checkpoint_steps_are_distinct_and_end_at_the_last_step():
+    assert log_steps(1000, 5) == (15, 43, 122, 350, 1000)  # ratio ~2.9 between neighbours
+    assert len(log_steps(20, 5)) == 5 and log_steps(20, 5)[-1] == 20
+    assert len(log_steps(8, 8)) == 8
+
+
+def test_presets_meet_their_sizes():
+    small, full = load_config("small"), load_config("full")
+    assert len(small.runs) >= 6 and all(len(r.checkpoints) >= 5 for r in small.runs)
+    assert len(full.runs) >= 12 and all(len(r.checkpoints) >= 8 for r in full.runs)
+    for config in (small, full):
+        varied = {(r.spec.family, r.spec.arch, r.strategy, r.data) for r in config.runs}
+        assert {f for f, *_ in varied} == {"llama", "mistral", "phi3"}
+        assert {"llava", "llava_next"} <= {a for _, a, *_ in varied}
+        assert {"frozen", "full"} <= {s for *_, s, _ in varied}
+        assert len({r.data for r in config.runs}) >= 2
+        assert len({(r.spec.layers, r.spec.heads) for r in config.runs}) >= 3
+
+
+def test_unknown_preset_is_a_one_line_error():
+    with pytest.raises(HeadcastError, match="unknown preset"):
+        load_config("huge")
+
+
+def test_smoke_build_writes_checkpoints_benchmarks_probes_and_scores(smoke_zoo):
+    runs = sorted(p.name for p in (smoke_zoo / "checkpoints").iterdir())
+    assert runs == sorted(r.name for r in load_config("smoke").runs)
+    checkpoints = sorted(p.parent for p in (smoke_zoo / "checkpoints").glob("*/*/model.safetensors"))
+    assert len(checkpoints) == 5 * len(runs)
+    assert sorted(p.stem for p in (smoke_zoo / "benchmarks").glob("*.jsonl")) == sorted(BENCHMARKS)
+    assert all(p.answer is None for p in read_probes(smoke_zoo / "probes" / "probes.jsonl"))
+    rows = _scores(smoke_zoo / "scores.csv")
+    assert len(rows) == len(checkpoints) * len(BENCHMARKS)
+    named = {r["checkpoint"] for r in rows}
+    assert named == {c.relative_to(smoke_zoo / "checkpoints").as_posix() for c in checkpoints}
+    assert all(0.0 <= float(r["score"]) <= 100.0 and int(r["n"]) == 8 for r in rows)
+
+
+def test_zoo_checkpoints_load_through_extract_like_any_checkpoint(smoke_zoo):
+    for run in (smoke_zoo / "checkpoints").iterdir():
+        folder = sorted(run.iterdir())[-1]
+        checkpoint = load_checkpoint(folder, device="cpu")
+        meta = json.loads((folder / "zoo_run.json").read_text())
+        assert checkpoint.arch == meta["spec"]["arch"] and checkpoint.text_model == meta["spec"]["family"]
+        assert checkpoint.processor.chat_template
+
+
+def test_rebuilding_resumes_without_retraining_and_a_lost_run_comes_back_identical(smoke_zoo, tmp_path):
+    copy = tmp_path / "zoo"
+    shutil.copytree(smoke_zoo, copy)
+    before = (copy / "scores.csv").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in copy.glob("checkpoints/*/*/model.safetensors")}
+    build("smoke", copy, seed=0)
+    assert {p: p.stat().st_mtime_ns for p in copy.glob("checkpoints/*/*/model.safetensors")} == stamps
+    # An interruption mid-run: the run's marker, a checkpoint and its scores are gone.
+    run = sorted((copy / "checkpoints").iterdir())[0]
+    (run / ".done").unlink()
+    shutil.rmtree(sorted(p for p in run.iterdir() if p.is_dir())[-1])
+    for cached in (copy / "scores").glob(f"{run.name}__*.json"):
+        cached.unlink()
+    (copy / "scores.csv").unlink()
+    build("smoke", copy, seed=0)
+    assert (copy / "scores.csv").read_text() == before
+
+
+def test_building_into_a_folder_of_another_seed_is_refused(smoke_zoo, tmp_path):
+    copy = tmp_path / "zoo"
+    shutil.copytree(smoke_zoo, copy)
+    with pytest.raises(HeadcastError, match="another --out"):
+        build("smoke", copy, seed=1)
+
+
+def test_zoo_command_line_builds_and_prints_the_table(smoke_zoo, capsys):
+    parser = argparse.ArgumentParser()
+    add_zoo_parser(parser.add_subparsers())
+    args = parser.parse_args(["zoo", "build", "--preset", "smoke", "--out", str(smoke_zoo)])
+    args.func(args)
+    args = parser.parse_args(["zoo", "table", str(smoke_zoo)])
+    args.func(args)
+    table = capsys.readouterr().out
+    assert "| checkpoint |" in table and "*chance*" in table
+    assert markdown_table(smoke_zoo / "scores.csv").count("\n") == len(load_config("smoke").runs) + 3
