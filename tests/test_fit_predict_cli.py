@@ -91,3 +91,19 @@ def test_predict_without_a_registered_model_says_how_to_make_one(tables, capsys)
     features, _ = tables
     assert main(["predict", "--features", str(features)]) == 2
     assert "run 'headcast fit' or 'headcast demo' first" in capsys.readouterr().err
+
+
+def test_predict_from_a_checkpoint_folder_extracts_then_predicts(
+    tables, capsys, tiny_checkpoint, tiny_probes
+):
+    features, scores = tables
+    assert main(["fit", "--features", str(features), "--scores", str(scores), "--estimators", "ridge"]) == 0
+    capsys.readouterr()
+    folder = str(tiny_checkpoint("llava-1.6-mistral-7b"))
+    assert main(["predict", folder, "--probes", str(tiny_probes), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"count", "pope"}
+    assert all(set(r) == {"score", "lower", "upper", "ood"} for r in result.values())
+    assert result["count"]["ood"] is True  # a random model's heads look nothing like the training rows
+    assert main(["predict", folder]) == 2
+    assert "needs --probes" in capsys.readouterr().err
