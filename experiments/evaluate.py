@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -132,22 +131,15 @@ def evaluate_checkpoint(
 
 
 def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
-    """Write the long score table as CSV, atomically (temp file, then rename)."""
+    """Write the long score table as CSV, atomically; read it back with `predictor.scores.read_scores`."""
+    from extract.storage import atomic_output
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_output(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS)
         writer.writeheader()
         writer.writerows({key: row[key] for key in SCORE_COLUMNS} for row in rows)
-    os.replace(tmp, out)
     return out
-
-
-def read_scores(path: str | Path) -> list[dict]:
-    """The rows of a score table, with `score` as float and `n` as int."""
-    with Path(path).open(encoding="utf-8") as handle:
-        return [row | {"score": float(row["score"]), "n": int(row["n"])} for row in csv.DictReader(handle)]
 
 
 def evaluate(

@@ -27,6 +27,10 @@ PLURALS = {"circle": "circles", "ellipse": "ellipses", "square": "squares", "tri
 SIZES: dict[str, float] = {"small": 0.45, "large": 0.7}  # side as a fraction of the cell
 RELATIONS = ("left", "right", "above", "below")
 COUNTS = (1, 2, 3, 4)
+# Objects in a POPE scene and distractors beside a spatial question's pair: few, so that tiny models
+# can learn to ground these questions within the small preset's budget.
+POPE_OBJECTS = (1, 2)
+SPATIAL_DISTRACTORS = (0, 0)
 BACKGROUND = (24, 24, 24)
 BOX_COLOUR = (255, 255, 255)
 
@@ -265,7 +269,7 @@ def pope_negative(rng: random.Random, scene: Scene, kind: str) -> tuple[str, str
 
 
 def _pope(rng: random.Random, grid: int, kind: str | None, positive: bool) -> Item:
-    scene, _ = make_scene(rng, [], rng.randint(1, 4), grid)
+    scene, _ = make_scene(rng, [], rng.randint(*POPE_OBJECTS), grid)
     if positive:
         index = rng.randrange(len(scene.objects))
         colour, shape = scene.objects[index].category
@@ -287,6 +291,7 @@ def _attribute(rng: random.Random, grid: int) -> Item:
 
 
 def _spatial(rng: random.Random, grid: int) -> Item:
+    """Where a named object lies relative to the boxed one, in the same row or column."""
     relation = rng.choice(RELATIONS)
     first = _category(rng)
     second = _category(rng, exclude={first})
@@ -297,7 +302,9 @@ def _spatial(rng: random.Random, grid: int) -> Item:
         cells = [(line, pos_first), (line, pos_second)]
     else:
         cells = [(pos_first, line), (pos_second, line)]
-    scene, idx = make_scene(rng, [first, second], rng.randint(0, 3), grid, exclude={first, second})
+    scene, idx = make_scene(
+        rng, [first, second], rng.randint(*SPATIAL_DISTRACTORS), grid, exclude={first, second}
+    )
     objects = list(scene.objects)
     # Move the two named objects to their cells, swapping out whatever stood there.
     for which, (row, col) in zip(idx, cells, strict=True):
@@ -307,9 +314,9 @@ def _spatial(rng: random.Random, grid: int) -> Item:
                 objects[other], row=objects[which].row, col=objects[which].col
             )
         objects[which] = dataclasses.replace(objects[which], row=row, col=col)
-    scene = dataclasses.replace(scene, objects=tuple(objects))
-    question = f"Where is the {first[0]} {first[1]} relative to the {second[0]} {second[1]} ?"
-    return Item(scene, question, relation, "spatial", idx[0])
+    scene = dataclasses.replace(scene, objects=tuple(objects), marked=idx[1])
+    question = f"Where is the {first[0]} {first[1]} relative to the box ?"
+    return Item(scene, question, relation, "spatial", idx[1])
 
 
 def make_item(rng: random.Random, task: str, grid: int = 4, index: int = 0) -> Item:
@@ -331,9 +338,28 @@ def make_items(seed: int, task: str, n: int, grid: int = 4) -> list[Item]:
     return [make_item(rng, task, grid, i) for i in range(n)]
 
 
-def make_mixture(seed: int, n: int, grid: int = 4, tasks: tuple[str, ...] = TASKS) -> list[Item]:
-    """`n` training items, tasks in turn, each task's stream seeded on its own."""
+def make_mixture(
+    seed: int,
+    n: int,
+    grid: int = 4,
+    tasks: tuple[str, ...] = TASKS,
+    weights: dict[str, int] | None = None,
+) -> list[Item]:
+    """`n` training items, tasks in turn, each task's stream seeded on its own.
+
+    `weights` (task -> whole number, default 1 each) repeats a task within each turn, e.g.
+    `{"pope": 2}` gives POPE twice the items of every other task.
+    """
+    weights = weights or {}
+    unknown = set(weights) - set(tasks)
+    if unknown:
+        raise ValueError(f"mixture weights for unknown task(s) {', '.join(sorted(unknown))}")
+    turn = [task for task in tasks for _ in range(int(weights.get(task, 1)))]
     rngs = {task: random.Random(f"{seed}-train-{task}") for task in tasks}
-    return [
-        make_item(rngs[tasks[i % len(tasks)]], tasks[i % len(tasks)], grid, i // len(tasks)) for i in range(n)
-    ]
+    seen = dict.fromkeys(tasks, 0)
+    items = []
+    for i in range(n):
+        task = turn[i % len(turn)]
+        items.append(make_item(rngs[task], task, grid, seen[task]))
+        seen[task] += 1
+    return items

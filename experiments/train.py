@@ -125,7 +125,9 @@ def fit(
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / steps)))),
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
+        ),
     )
     generator = torch.Generator().manual_seed(seed)
     tail: list[float] = []
@@ -166,13 +168,14 @@ def state_with_prefixes(model: PreTrainedModel, prefixes: Sequence[str]) -> dict
 
 
 def patch_labels(items: Sequence[Item], crops: int, side: int, grid: int) -> torch.Tensor:
-    """[N, crops, side*side, 3] targets (colour, shape, boxed) of each patch of each processor crop.
+    """[N, crops, side*side, 5] targets (colour, shape, boxed, row, col) of each patch of each crop.
 
     Crop 0 is the whole image; crops 1.. are AnyRes tiles, g x g of them in reading order. A patch
-    gets the label of the scene cell under its centre.
+    gets the label of the scene cell under its centre, and that cell's row and column: the tower must
+    keep where a patch lies, or no model could learn the spatial questions.
     """
     tiles = round(math.sqrt(crops - 1)) if crops > 1 else 0
-    out = torch.zeros(len(items), crops, side * side, 3, dtype=torch.long)
+    out = torch.zeros(len(items), crops, side * side, 5, dtype=torch.long)
     for n, item in enumerate(items):
         cells = item.scene.cell_labels()
         for c in range(crops):
@@ -182,7 +185,8 @@ def patch_labels(items: Sequence[Item], crops: int, side: int, grid: int) -> tor
             for p in range(side * side):
                 y = y0 + (p // side + 0.5) / side * span
                 x = x0 + (p % side + 0.5) / side * span
-                out[n, c, p] = torch.tensor(cells[int(y * grid) * grid + int(x * grid)])
+                row, col = int(y * grid), int(x * grid)
+                out[n, c, p] = torch.tensor((*cells[row * grid + col], row, col))
     return out
 
 
@@ -197,8 +201,8 @@ def pretrain_vision(
 ) -> dict[str, torch.Tensor]:
     """Teach a CLIP vision tower what sits in every patch, at low resolution and on AnyRes tiles.
 
-    Linear probes on the last two layers (LLaVA reads the penultimate one) predict colour, shape and
-    box of the scene cell under each patch. Returns the tower's weights under their LLaVA names.
+    Linear probes on the last two layers (LLaVA reads the penultimate one) predict colour, shape, box,
+    row and column of the scene cell under each patch. Returns the tower's weights under their LLaVA names.
     """
     tokenizer = zoo_tokenizer()
     anyres = dataclasses.replace(spec, arch="llava_next")
@@ -208,15 +212,16 @@ def pretrain_vision(
         "pixel_values"
     ]  # [N, crops, 3, s, s]
     side = spec.image_size // spec.patch_size
-    labels = patch_labels(items, pixels.shape[1], side, items[0].scene.grid)
+    grid = items[0].scene.grid
+    labels = patch_labels(items, pixels.shape[1], side, grid)
     tower = model.model.vision_tower.train()
     torch.manual_seed(seed)
-    heads = nn.ModuleList(nn.Linear(spec.vision_hidden, len(COLOURS) + len(SHAPES) + 4) for _ in range(2))
-    sizes = [len(COLOURS) + 1, len(SHAPES) + 1, 2]
+    sizes = [len(COLOURS) + 1, len(SHAPES) + 1, 2, grid, grid]
+    heads = nn.ModuleList(nn.Linear(spec.vision_hidden, sum(sizes)) for _ in range(2))
 
     def loss_of(index: torch.Tensor) -> torch.Tensor:
         x = pixels[index].flatten(0, 1)
-        y = labels[index].flatten(0, 1)  # [B*crops, patches, 3]
+        y = labels[index].flatten(0, 1)  # [B*crops, patches, 5]
         hidden = tower(pixel_values=x, output_hidden_states=True).hidden_states
         loss = torch.zeros(())
         for head, h in zip(heads, hidden[-2:], strict=True):
@@ -235,7 +240,22 @@ def pretrain_vision(
         batch_size,
         desc="vision encoder",
     )
+    centre_features(tower, pixels[: 4 * batch_size].flatten(0, 1))
     return state_with_prefixes(model, [VISION_PREFIX])
+
+
+@torch.no_grad()
+def centre_features(tower: nn.Module, pixels: torch.Tensor) -> None:
+    """Shift the penultimate layer's output (what LLaVA's projector reads) to zero mean over `pixels`.
+
+    Pretrained features carry a large constant part (norm ~16 against ~1.5 of variation between
+    patches); LLaVA's projector has no normalisation, so a frozen tower's features would drown what
+    tells patches apart. The shift goes into the bias of that layer's last linear map.
+    """
+    tower.eval()
+    hidden = tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
+    layers = tower.vision_model.encoder.layers if hasattr(tower, "vision_model") else tower.encoder.layers
+    layers[-2].mlp.fc2.bias -= hidden.mean(dim=(0, 1))
 
 
 def pretrain_language(

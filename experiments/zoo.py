@@ -28,9 +28,10 @@ from typing import Any
 
 import yaml
 
-from experiments.evaluate import add_evaluate_parser, read_scores, write_scores
+from experiments.evaluate import add_evaluate_parser, write_scores
 from experiments.scenes import BENCHMARKS, CHANCE
 from extract import HeadcastError
+from extract.storage import atomic_output
 
 PRESETS = ("smoke", "small", "full")
 STAMP_VERSION = 1
@@ -52,6 +53,7 @@ class ZooConfig:
     checkpoints: int
     runs: tuple  # of experiments.train.RunConfig
     raw: dict[str, Any]
+    mixture: dict[str, int] = dataclasses.field(default_factory=dict)  # task -> weight in training data
 
 
 def load_config(preset: str) -> ZooConfig:
@@ -88,6 +90,13 @@ def load_config(preset: str) -> ZooConfig:
             "runs differ in vision_hidden, vision_layers, image_size or patch_size; "
             "the zoo shares one pretrained vision encoder, so set these in `defaults` only"
         )
+    from experiments.scenes import TASKS
+
+    unknown_tasks = set(raw.get("mixture") or {}) - set(TASKS)
+    if unknown_tasks:
+        raise HeadcastError(
+            f"mixture: unknown task(s) {', '.join(sorted(unknown_tasks))}; use {', '.join(TASKS)}"
+        )
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise HeadcastError("run names in the config repeat; give every run a unique name")
@@ -104,6 +113,7 @@ def load_config(preset: str) -> ZooConfig:
         checkpoints=raw["checkpoints"],
         runs=tuple(runs),
         raw=raw,
+        mixture=dict(raw.get("mixture") or {}),
     )
 
 
@@ -124,9 +134,8 @@ def _stamp(out: Path, config: ZooConfig, seed: int) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
 def _seed(seed: int, *parts: Any) -> int:
@@ -141,9 +150,8 @@ def _lm_key(spec) -> str:
 def _save_tensors(path: Path, tensors: dict) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
 
 
 def _load_tensors(path: Path) -> dict:
@@ -225,7 +233,9 @@ def _build(preset: str, out: Path, seed: int) -> Path:
         t = time.perf_counter()
         lm_file = cache_dir / f"lm-{_lm_key(run.spec)}.safetensors"
         if not lm_file.exists():
-            text_items = text_items or make_mixture(f"{seed}-text", config.language["items"], grid)
+            text_items = text_items or make_mixture(
+                f"{seed}-text", config.language["items"], grid, weights=config.mixture
+            )
             lcfg = config.language
             state = train.pretrain_language(
                 run.spec, text_items, lcfg["steps"], lcfg["lr"], _seed(seed, "language", _lm_key(run.spec))
@@ -236,7 +246,9 @@ def _build(preset: str, out: Path, seed: int) -> Path:
         if key not in encoded:
             if caption_items is None:
                 caption_items = make_mixture(f"{seed}-caption", config.caption_items, grid)
-                instruct_items = make_mixture(f"{seed}-instruct", config.instruct_items, grid)
+                instruct_items = make_mixture(
+                    f"{seed}-instruct", config.instruct_items, grid, weights=config.mixture
+                )
             processor = build_processor(run.spec, train.zoo_tokenizer())
             encoded[key] = (
                 train.encode(
@@ -301,7 +313,9 @@ def score_zoo(out: Path, batch_size: int = 64) -> list[dict]:
 
 def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
     """The score table as markdown: one row per run (its last checkpoint), plus a chance row."""
-    rows = read_scores(scores_csv)
+    from predictor.scores import read_scores
+
+    rows = read_scores(scores_csv).to_dict("records")
     table: dict[str, dict[str, float]] = {}
     for row in rows:
         table.setdefault(row["checkpoint"], {})[row["benchmark"]] = row["score"]

@@ -14,11 +14,11 @@ from experiments.evaluate import (
     first_number,
     first_word,
     is_correct,
-    read_scores,
 )
 from experiments.modeling import ModelSpec, build_model, build_processor, build_tokenizer, save_checkpoint
 from experiments.scenes import Scene, SceneObject
 from extract import HeadcastError
+from predictor.scores import read_scores
 
 
 def test_numbers_match_the_first_number_in_digits_or_words():
@@ -76,7 +76,7 @@ def test_evaluation_of_a_checkpoint_that_always_says_three(always_three, tmp_pat
     _write_benchmark(suite, "yesno", ["yes", "no"])
     out = tmp_path / "scores.csv"
     evaluate([always_three], suite, out, device="cpu", batch_size=3)
-    rows = {r["benchmark"]: r for r in read_scores(out)}
+    rows = {r["benchmark"]: r for r in read_scores(out).to_dict("records")}
     assert rows["count"]["score"] == 50.0 and rows["count"]["n"] == 4
     assert rows["yesno"]["score"] == 0.0 and rows["yesno"]["n"] == 2
     assert {r["checkpoint"] for r in rows.values()} == {str(always_three)}
@@ -91,7 +91,7 @@ def test_evaluate_command_scores_checkpoints_and_refuses_unlabeled_items(always_
         ["evaluate", str(always_three), "--benchmarks", str(tmp_path), "--out", str(tmp_path / "s.csv")]
     )
     args.func(args)
-    assert read_scores(tmp_path / "s.csv")[0]["score"] == 100.0
+    assert read_scores(tmp_path / "s.csv")["score"].tolist() == [100.0]
     (tmp_path / "count.jsonl").write_text(
         json.dumps({"id": "a", "image": "scene.png", "question": "q"}) + "\n"
     )

@@ -88,16 +88,17 @@ def test_attribute_answer_is_the_colour_of_the_boxed_object():
         assert item.answer == item.scene.objects[item.scene.marked].colour
 
 
-def test_spatial_answer_matches_the_grid_positions():
+def test_spatial_answer_places_the_named_object_relative_to_the_boxed_one():
     for item in make_items(0, "spatial", 40):
         words = item.question.split()
-        first, second = (words[3], words[4]), (words[-3], words[-2])
-        a = next(o for o in item.scene.objects if o.category == first)
-        b = next(o for o in item.scene.objects if o.category == second)
+        assert words[-3:] == ["the", "box", "?"]
+        a = next(o for o in item.scene.objects if o.category == (words[3], words[4]))
+        b = item.scene.objects[item.scene.marked]
+        assert item.box_object == item.scene.marked and a != b
         expected = {(0, -1): "left", (0, 1): "right", (-1, 0): "above", (1, 0): "below"}
         sign = ((a.row > b.row) - (a.row < b.row), (a.col > b.col) - (a.col < b.col))
         assert expected[sign] == item.answer
-        assert item.scene.count(first) == item.scene.count(second) == 1
+        assert item.scene.count(a.category) == item.scene.count(b.category) == 1
 
 
 def test_render_puts_the_object_colour_at_its_cell_and_the_box_around_it():
@@ -132,6 +133,24 @@ def test_training_mixture_cycles_through_the_tasks():
         "attribute",
         "spatial",
     ]
+
+
+def test_mixture_weights_repeat_a_task_within_each_turn():
+    items = make_mixture(0, 16, weights={"pope": 3})
+    tasks = [i.task for i in items[:8]]
+    assert tasks == [
+        "count_general",
+        "count_object",
+        "count_super",
+        "pope",
+        "pope",
+        "pope",
+        "attribute",
+        "spatial",
+    ]
+    assert [i.answer for i in items if i.task == "pope"] == ["yes", "no", "yes", "no", "yes", "no"]
+    with pytest.raises(ValueError, match="unknown"):
+        make_mixture(0, 4, weights={"ocr": 2})
 
 
 @pytest.fixture(scope="module")
