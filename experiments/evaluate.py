@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from extract import HeadcastError, Probe, build_prompt, load_checkpoint, read_probes
+from extract import HeadcastError, Probe, build_prompt, read_probes
 
 SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
 NUMBER_WORDS = {
@@ -121,6 +121,8 @@ def evaluate_checkpoint(
     max_new_tokens: int = 4,
 ) -> dict[str, tuple[float, int]]:
     """Benchmark name -> (score in percent, number of items) for the checkpoint folder `path`."""
+    from extract import load_checkpoint  # torch: only when a model is really loaded
+
     checkpoint = load_checkpoint(path, device=device)
     scores = {}
     for name, probes in suite.items():

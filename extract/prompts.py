@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from transformers import ProcessorMixin
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importing transformers costs seconds; callers that only parse arguments skip it
+    from transformers import ProcessorMixin
 
 
 def build_prompt(processor: ProcessorMixin, question: str) -> str:

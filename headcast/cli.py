@@ -10,8 +10,10 @@ from extract.errors import HeadcastError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from experiments.ablate import add_ablate_parser
     from experiments.demo import add_demo_parser
     from experiments.evaluate import add_evaluate_parser
+    from experiments.report import add_report_parser
     from experiments.zoo import add_zoo_parser
     from extract.cli import add_extract_parser
     from predictor.cli import add_predictor_parsers
@@ -28,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(subparsers)
     add_zoo_parser(subparsers)
     add_evaluate_parser(subparsers)
+    add_ablate_parser(subparsers)
+    add_report_parser(subparsers)
     return parser
 
 

@@ -27,7 +27,10 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--experiment", default="headcast", help="MLflow experiment name")
     fit.add_argument("--benchmarks", help="comma-separated benchmarks to fit (default: all in the scores)")
     fit.add_argument(
-        "--estimators", default="ridge,lightgbm,knn", help="comma-separated estimators to compare"
+        "--estimators",
+        default="auto,ridge,lightgbm,knn",
+        help="comma-separated estimators to compare; the champion is auto (chosen per benchmark inside "
+        "the training folds) when listed, else the lowest held-out MAE",
     )
     fit.add_argument("--per-head", type=Path, help="per-head table, to log layer x head heatmaps")
     fit.add_argument("--no-register", action="store_true", help="evaluate and log only")

@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 from lightgbm import LGBMRegressor
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
+from sklearn.dummy import DummyRegressor
 from sklearn.feature_selection import SelectKBest, f_regression
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import RidgeCV
@@ -22,7 +23,11 @@ from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-ESTIMATORS = ("ridge", "lightgbm", "knn")
+REGRESSORS = ("ridge", "lightgbm", "knn")
+# `auto` picks, per benchmark, the regressor (or the training mean) with the lowest grouped
+# cross-validated error inside the training data, so the choice itself never sees held-out runs.
+ESTIMATORS = ("auto", *REGRESSORS)
+AUTO_CANDIDATES = (*REGRESSORS, "mean")
 
 
 def make_regressor(name: str, n_features: int) -> Pipeline:
@@ -49,6 +54,8 @@ def make_regressor(name: str, n_features: int) -> Pipeline:
         return make_pipeline(
             impute, StandardScaler(), select, KNeighborsRegressor(n_neighbors=5, weights="distance")
         )
+    if name == "mean":  # the fallback when no feature helps: the training runs' mean score
+        return make_pipeline(DummyRegressor(strategy="mean"))
     raise ValueError(f"unknown estimator {name!r}; use one of {', '.join(ESTIMATORS)}")
 
 
@@ -62,7 +69,7 @@ def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
 class HeadcastPredictor(BaseEstimator):
     """Benchmark scores (percent) from feature rows, with intervals and an out-of-distribution flag."""
 
-    def __init__(self, estimator: str = "ridge", coverage: float = 0.9, inner_folds: int = 5) -> None:
+    def __init__(self, estimator: str = "auto", coverage: float = 0.9, inner_folds: int = 5) -> None:
         self.estimator = estimator
         self.coverage = coverage
         self.inner_folds = inner_folds
@@ -71,15 +78,23 @@ class HeadcastPredictor(BaseEstimator):
         self.feature_names_ = list(X.columns)
         self.benchmarks_ = list(Y.columns)
         self.models_, self.half_widths_ = {}, {}
+        self.chosen_ = {}
+        candidates = AUTO_CANDIDATES if self.estimator == "auto" else (self.estimator,)
         for benchmark in self.benchmarks_:
             known = Y[benchmark].notna().to_numpy()
             x, y, g = X[known], Y.loc[known, benchmark], np.asarray(groups)[known]
             folds = GroupKFold(n_splits=min(self.inner_folds, len(set(g))))
-            out_of_fold = cross_val_predict(
-                make_regressor(self.estimator, X.shape[1]), x, y, groups=g, cv=folds
-            )
-            self.half_widths_[benchmark] = conformal_quantile(y - np.clip(out_of_fold, 0, 100), self.coverage)
-            self.models_[benchmark] = clone(make_regressor(self.estimator, X.shape[1])).fit(x, y)
+            residuals = {
+                name: y
+                - np.clip(
+                    cross_val_predict(make_regressor(name, X.shape[1]), x, y, groups=g, cv=folds), 0, 100
+                )
+                for name in candidates
+            }
+            best = min(residuals, key=lambda name: np.abs(residuals[name]).mean())
+            self.chosen_[benchmark] = best
+            self.half_widths_[benchmark] = conformal_quantile(residuals[best], self.coverage)
+            self.models_[benchmark] = make_regressor(best, X.shape[1]).fit(x, y)
         # out of distribution: farther from every training row than any training row is from its nearest
         self.space_ = make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()

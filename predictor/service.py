@@ -644,4 +644,3 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
-

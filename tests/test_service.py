@@ -23,6 +23,8 @@ from tests.predictor_data import synthetic_tables
 
 REPO = Path(__file__).resolve().parents[1]
 
+http = httpx.Client(timeout=60.0)  # generous: the test shares two cores with everything else
+
 
 def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder whose `mlruns/` holds a registered champion fitted on synthetic rows; made once a session."""
@@ -97,7 +99,7 @@ def server(store, root):
         if process.poll() is not None:
             raise AssertionError(f"server exited: {process.stderr.read().decode()[-2000:]}")
         try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            return http.get(f"{url}/health", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 
@@ -112,33 +114,33 @@ def server(store, root):
 def test_server_process_answers_health_model_predict_and_a_checkpoint_job(
     server, store, root, tiny_checkpoint, tiny_probes
 ):
-    assert httpx.get(f"{server}/health").json() == {"status": "ok", "model_loaded": True}
-    model = httpx.get(f"{server}/model").json()
+    assert http.get(f"{server}/health").json() == {"status": "ok", "model_loaded": True}
+    model = http.get(f"{server}/model").json()
     assert model["registered_name"] == "headcast-predictor" and model["alias"] == "champion"
     assert model["version"] == "1" and model["feature_schema_version"] == "headcast-features/1"
     assert model["benchmarks"] == ["count", "pope"]
-    assert "/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]
+    assert "/predict" in http.get(f"{server}/openapi.json").json()["paths"]
 
-    answer = httpx.post(f"{server}/predict", json={"features": feature_row()})
+    answer = http.post(f"{server}/predict", json={"features": feature_row()})
     assert answer.status_code == 200, answer.text
     count = answer.json()["prediction"]["count"]
     assert count["lower"] <= count["score"] <= count["upper"] and count["ood"] is False
-    rows = httpx.post(f"{server}/predict", json={"rows": [feature_row()] * 3}).json()["predictions"]
+    rows = http.post(f"{server}/predict", json={"rows": [feature_row()] * 3}).json()["predictions"]
     assert len(rows) == 3 and rows[0] == answer.json()["prediction"]
 
-    bad = httpx.post(
+    bad = http.post(
         f"{server}/predict", content=b'{"features": ', headers={"content-type": "application/json"}
     )
     assert bad.status_code == 422 and "JSON" in bad.json()["error"]
-    escape = httpx.post(f"{server}/jobs", json={"checkpoint": "/etc", "probes": str(tiny_probes)})
+    escape = http.post(f"{server}/jobs", json={"checkpoint": "/etc", "probes": str(tiny_probes)})
     assert escape.status_code == 403 and "outside the served roots" in escape.json()["error"]
 
     checkpoint = tiny_checkpoint("llava-1.5-7b")
-    submitted = httpx.post(f"{server}/jobs", json={"checkpoint": str(checkpoint), "probes": str(tiny_probes)})
+    submitted = http.post(f"{server}/jobs", json={"checkpoint": str(checkpoint), "probes": str(tiny_probes)})
     assert submitted.status_code == 202, submitted.text
     job_url = f"{server}{submitted.json()['url']}"
     job = wait_for(
-        lambda: (body := httpx.get(job_url).json())["status"] in ("done", "failed") and body, 120, "the job"
+        lambda: (body := http.get(job_url).json())["status"] in ("done", "failed") and body, 120, "the job"
     )
     assert job["status"] == "done", job["error"]
     assert job["progress"] == {"stage": "done", "done": 6, "total": 6}
