@@ -42,6 +42,10 @@ CATEGORY_WEIGHTS = [COLOUR_WEIGHTS[c] * SHAPE_WEIGHTS[s] for c, s in CATEGORIES]
 POPULARITY = sorted(CATEGORIES, key=lambda cat: -COLOUR_WEIGHTS[cat[0]] * SHAPE_WEIGHTS[cat[1]])
 
 TASKS = ("count_general", "count_object", "count_super", "pope", "attribute", "spatial")
+# Training-only tasks, without a benchmark; a preset's `mixture` opts in by giving one a weight.
+# colour_of ("What colour is the circle ?") ties a question word to the patch it names with a direct
+# read-out, the first-order signal POPE's yes/no interaction lacks on its own.
+AUX_TASKS = ("colour_of",)
 POPE_NEGATIVES = ("random", "popular", "adversarial")
 BENCHMARKS = (
     "count_general",
@@ -290,6 +294,16 @@ def _attribute(rng: random.Random, grid: int) -> Item:
     return Item(scene, "What colour is the object in the box ?", colour, "attribute", idx[0])
 
 
+def _colour_of(rng: random.Random, grid: int) -> Item:
+    """The colour of the object of a named shape, among 1-3 objects of distinct shapes."""
+    shapes = rng.sample(list(SHAPES), rng.randint(1, 3))
+    fixed = [(rng.choice(list(COLOURS)), shape) for shape in shapes]
+    scene, idx = make_scene(rng, fixed, 0, grid)
+    which = rng.randrange(len(fixed))
+    colour, shape = fixed[which]
+    return Item(scene, f"What colour is the {shape} ?", colour, "colour_of", idx[which])
+
+
 def _spatial(rng: random.Random, grid: int) -> Item:
     """Where a named object lies relative to the boxed one, in the same row or column."""
     relation = rng.choice(RELATIONS)
@@ -326,9 +340,13 @@ def make_item(rng: random.Random, task: str, grid: int = 4, index: int = 0) -> I
     if task == "pope" or task.startswith("pope_"):
         kind = None if task == "pope" else task.removeprefix("pope_")
         return _pope(rng, grid, kind, positive=index % 2 == 0)
-    makers: dict[str, Callable[[random.Random, int], Item]] = {"attribute": _attribute, "spatial": _spatial}
+    makers: dict[str, Callable[[random.Random, int], Item]] = {
+        "attribute": _attribute,
+        "spatial": _spatial,
+        "colour_of": _colour_of,
+    }
     if task not in makers:
-        raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS + BENCHMARKS)}")
+        raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS + AUX_TASKS + BENCHMARKS)}")
     return makers[task](rng, grid)
 
 

@@ -90,12 +90,12 @@ def load_config(preset: str) -> ZooConfig:
             "runs differ in vision_hidden, vision_layers, image_size or patch_size; "
             "the zoo shares one pretrained vision encoder, so set these in `defaults` only"
         )
-    from experiments.scenes import TASKS
+    from experiments.scenes import AUX_TASKS, TASKS
 
-    unknown_tasks = set(raw.get("mixture") or {}) - set(TASKS)
+    unknown_tasks = set(raw.get("mixture") or {}) - set(TASKS) - set(AUX_TASKS)
     if unknown_tasks:
         raise HeadcastError(
-            f"mixture: unknown task(s) {', '.join(sorted(unknown_tasks))}; use {', '.join(TASKS)}"
+            f"mixture: unknown task(s) {', '.join(sorted(unknown_tasks))}; use {', '.join(TASKS + AUX_TASKS)}"
         )
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -119,7 +119,8 @@ def load_config(preset: str) -> ZooConfig:
 
 def _stamp(out: Path, config: ZooConfig, seed: int) -> None:
     """Write DIR/zoo.json, or refuse when DIR holds a zoo built from other settings."""
-    stamp = {"version": STAMP_VERSION, "preset": config.name, "seed": seed, "config": config.raw}
+    built_from = {k: v for k, v in config.raw.items() if k != "report"}  # the report does not change the zoo
+    stamp = {"version": STAMP_VERSION, "preset": config.name, "seed": seed, "config": built_from}
     path = out / "zoo.json"
     if path.exists():
         old = json.loads(path.read_text())
@@ -195,9 +196,11 @@ def _build(preset: str, out: Path, seed: int) -> Path:
     from experiments import train
     from experiments.benchmarks import write_probes, write_suite
     from experiments.modeling import build_processor
-    from experiments.scenes import make_mixture
+    from experiments.scenes import AUX_TASKS, TASKS, make_mixture
 
     config = load_config(preset)
+    # Training tasks: the benchmarked ones plus any training-only task the mixture weights.
+    tasks = TASKS + tuple(t for t in AUX_TASKS if config.mixture.get(t))
     _stamp(out, config, seed)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -234,7 +237,7 @@ def _build(preset: str, out: Path, seed: int) -> Path:
         lm_file = cache_dir / f"lm-{_lm_key(run.spec)}.safetensors"
         if not lm_file.exists():
             text_items = text_items or make_mixture(
-                f"{seed}-text", config.language["items"], grid, weights=config.mixture
+                f"{seed}-text", config.language["items"], grid, tasks, config.mixture
             )
             lcfg = config.language
             state = train.pretrain_language(
@@ -247,7 +250,7 @@ def _build(preset: str, out: Path, seed: int) -> Path:
             if caption_items is None:
                 caption_items = make_mixture(f"{seed}-caption", config.caption_items, grid)
                 instruct_items = make_mixture(
-                    f"{seed}-instruct", config.instruct_items, grid, weights=config.mixture
+                    f"{seed}-instruct", config.instruct_items, grid, tasks, config.mixture
                 )
             processor = build_processor(run.spec, train.zoo_tokenizer())
             encoded[key] = (

@@ -9,15 +9,18 @@ import pytest
 
 from experiments.benchmarks import write_probes, write_suite
 from experiments.scenes import (
+    AUX_TASKS,
     BENCHMARKS,
     COLOURS,
     COUNTS,
     POPULARITY,
     SHAPES,
+    TASKS,
     Scene,
     SceneObject,
     make_items,
     make_mixture,
+    vocabulary,
 )
 from extract import read_probes
 
@@ -86,6 +89,19 @@ def test_popular_negatives_are_the_most_frequent_absent_categories():
 def test_attribute_answer_is_the_colour_of_the_boxed_object():
     for item in make_items(0, "attribute", 30):
         assert item.answer == item.scene.objects[item.scene.marked].colour
+
+
+def test_colour_of_names_a_unique_shape_and_answers_its_colour():
+    for item in make_items(0, "colour_of", 30):
+        shape = item.question.split()[-2]
+        named = [o for o in item.scene.objects if o.shape == shape]
+        assert len(named) == 1 and item.answer == named[0].colour
+        assert set(item.question.split()) - {"?"} <= set(vocabulary())
+
+
+def test_a_training_only_task_joins_the_mixture_when_listed():
+    items = make_mixture(0, 16, tasks=(*TASKS, *AUX_TASKS), weights={"colour_of": 2})
+    assert [i.task for i in items].count("colour_of") == 4
 
 
 def test_spatial_answer_places_the_named_object_relative_to_the_boxed_one():
