@@ -20,7 +20,6 @@ Torch and transformers are imported when called, not when this module is importe
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,24 +86,21 @@ def measure_live_model(
     return feature_row(samples, VisualHeadThresholds())
 
 
-def metric_name(*parts: str) -> str:
-    """`a/b/c`, each part cut to the characters MLflow allows in a metric name."""
-    return "/".join(re.sub(r"[^A-Za-z0-9_\-. :]", "_", p) for p in parts)
-
-
 def score_metrics(
     predictions: pd.DataFrame, features: dict[str, float], benchmarks: Sequence[str], prefix: str
 ) -> dict[str, float]:
     """Predicted scores with bounds, the OOD flag, and the model-wide (`all.*`) feature summaries."""
+    from predictor.tracking import metric_key
+
     row = predictions.iloc[0]
     metrics = {}
     for b in benchmarks:
         for suffix in ("", "_lower", "_upper"):
-            metrics[metric_name(prefix, "pred", f"{b}{suffix}")] = float(row[f"{b}{suffix}"])
-    metrics[metric_name(prefix, "pred", "ood")] = float(bool(row["ood"]))
+            metrics[metric_key(prefix, "pred", f"{b}{suffix}", sep="/")] = float(row[f"{b}{suffix}"])
+    metrics[metric_key(prefix, "pred", "ood", sep="/")] = float(bool(row["ood"]))
     for name, value in features.items():
         if name.startswith("all.") and math.isfinite(value):
-            metrics[metric_name(prefix, "feature", name)] = float(value)
+            metrics[metric_key(prefix, "feature", name, sep="/")] = float(value)
     return metrics
 
 
@@ -128,6 +124,8 @@ def log_predicted_scores(
     """
     import mlflow
 
+    from predictor.tracking import metric_key
+
     started = time.perf_counter()
     predictor = resolve_predictor(predictor)
     features = measure_live_model(model, processor, _read_probes(probes), query, batch_size)
@@ -135,7 +133,7 @@ def log_predicted_scores(
         predictor, pd.DataFrame([{"schema_version": FEATURE_SCHEMA_VERSION} | features])
     )
     metrics = score_metrics(predictions, features, predictor.benchmarks_, prefix)
-    metrics[metric_name(prefix, "seconds")] = time.perf_counter() - started
+    metrics[metric_key(prefix, "seconds", sep="/")] = time.perf_counter() - started
     if run_id is not None:
         from mlflow.entities import Metric
 

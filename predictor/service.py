@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import math
-import re
 import threading
 import time
 import uuid
@@ -184,11 +183,6 @@ class PredictRequest(BaseModel):
         for i, row in enumerate(self.rows or [self.features]):
             _check_row(row, "features" if self.features is not None else f"rows[{i}]")
         return self
-
-
-def metric_name(*parts: str) -> str:
-    """`a/b/c`, each part cut to the characters MLflow allows in a metric name."""
-    return "/".join(re.sub(r"[^A-Za-z0-9_\-. :]", "_", p) for p in parts)
 
 
 def _finite(value: float) -> float | None:
@@ -410,7 +404,7 @@ class JobQueue:
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.tracking import MlflowClient
 
-        from predictor.tracking import configure_tracking, use_experiment
+        from predictor.tracking import configure_tracking, metric_key, use_experiment
 
         configure_tracking()
         client = MlflowClient()
@@ -429,11 +423,11 @@ class JobQueue:
             for benchmark, p in job.result["prediction"].items():
                 for name, value in (("", p["score"]), ("_lower", p["lower"]), ("_upper", p["upper"])):
                     if value is not None:
-                        metrics[metric_name("pred", benchmark + name)] = value
-                metrics[metric_name("pred", benchmark + "_ood")] = float(p["ood"])
+                        metrics[metric_key("pred", benchmark + name, sep="/")] = value
+                metrics[metric_key("pred", benchmark + "_ood", sep="/")] = float(p["ood"])
             for name, value in job.result["features"].items():
                 if isinstance(value, float):
-                    metrics[metric_name("feature", name)] = value
+                    metrics[metric_key("feature", name, sep="/")] = value
         tags = {"headcast.job_id": job.id, "headcast.status": job.status}
         if job.error:
             tags["headcast.error"] = job.error[:5000]

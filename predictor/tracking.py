@@ -70,9 +70,9 @@ def _log_figure(figure, path: str) -> None:
     plt.close(figure)
 
 
-def metric_key(*parts: str) -> str:
-    """MLflow metric names allow a narrow alphabet; benchmark names may not."""
-    return ".".join(re.sub(r"[^A-Za-z0-9_\-/ ]", "_", p) for p in parts)
+def metric_key(*parts: str, sep: str = ".") -> str:
+    """Join name parts, each cut to the narrow alphabet MLflow allows in metric names."""
+    return sep.join(re.sub(r"[^A-Za-z0-9_\-. :/]", "_", p) for p in parts)
 
 
 @dataclasses.dataclass
