@@ -67,3 +67,19 @@ def test_region_features_are_missing_not_zero_when_no_probe_has_a_box():
     samples[..., METRICS.index("region_mass")] = np.nan
     row = feature_row(samples, VisualHeadThresholds())
     assert math.isnan(row["all.region_mass.mean"]) and math.isfinite(row["all.visual_mass.mean"])
+
+
+def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_behind_on_failure(tmp_path):
+    import os
+
+    from extract.storage import atomic_output
+
+    with atomic_output(tmp_path / "a.txt") as tmp:
+        tmp.write_text("ok")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(RuntimeError), atomic_output(tmp_path / "b.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
