@@ -355,22 +355,22 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         job.status, job.started = "running", time.time()
-        model = None
+        model, outcome = None, "failed"
         try:
             model = self.slot.get()
             job.result = self._extract_and_predict(job, model)
-            job.status = "done"
+            outcome = "done"
         except (HeadcastError, ServiceError) as err:
-            job.status, job.error = "failed", str(err)
+            job.error = str(err)
         except Exception as err:  # a job must never take the worker down; the error goes to the client
             log.exception("job %s failed", job.id)
-            job.status, job.error = "failed", f"{type(err).__name__}: {str(err)[:300]}"
+            job.error = f"{type(err).__name__}: {str(err)[:300]}"
         job.finished = time.time()
-        job.stage = job.status
         try:
-            job.run_id = self._log_run(job, model)
+            job.run_id = self._log_run(job, model, outcome)
         except Exception:  # tracking trouble must not lose the result
             log.exception("could not log job %s to MLflow", job.id)
+        job.status = job.stage = outcome  # last: a client that sees "done" also sees the run id
 
     def _extract_and_predict(self, job: Job, model: ServedModel) -> dict[str, Any]:
 
@@ -398,7 +398,7 @@ class JobQueue:
             },
         }
 
-    def _log_run(self, job: Job, model: ServedModel | None) -> str:
+    def _log_run(self, job: Job, model: ServedModel | None, outcome: str) -> str:
         """One MLflow run per finished job: params say what was asked, metrics what was predicted."""
         import mlflow  # noqa: F401  (configures the client's default store)
         from mlflow.entities import Metric, Param, RunTag
@@ -428,7 +428,7 @@ class JobQueue:
             for name, value in job.result["features"].items():
                 if isinstance(value, float):
                     metrics[metric_key("feature", name, sep="/")] = value
-        tags = {"headcast.job_id": job.id, "headcast.status": job.status}
+        tags = {"headcast.job_id": job.id, "headcast.status": outcome}
         if job.error:
             tags["headcast.error"] = job.error[:5000]
         client.log_batch(
@@ -437,7 +437,7 @@ class JobQueue:
             params=[Param(k, str(v)[:6000]) for k, v in params.items()],
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
-        client.set_terminated(run.info.run_id, "FINISHED" if job.status == "done" else "FAILED")
+        client.set_terminated(run.info.run_id, "FINISHED" if outcome == "done" else "FAILED")
         return run.info.run_id
 
 
