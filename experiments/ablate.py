@@ -13,16 +13,17 @@ import dataclasses
 import json
 import statistics
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
-from experiments.evaluate import generate_answers, is_correct, load_suite
+from experiments.evaluate import load_suite, suite_accuracy
 from extract.errors import HeadcastError
 from extract.probes import Probe, read_probes
 
 Head = tuple[int, int]
 
 
-def suite_accuracy(
+def ablated_accuracy(
     checkpoint,
     suite: dict[str, Sequence[Probe]],
     heads: Sequence[Head] = (),
@@ -31,22 +32,20 @@ def suite_accuracy(
     batch_size: int = 64,
     max_new_tokens: int = 4,
 ) -> dict[str, float]:
-    """Benchmark -> greedy exact-match accuracy (percent) of a loaded checkpoint with `heads` removed.
+    """Benchmark -> accuracy (percent) with `heads` removed for all of generation (prefill and decoding).
 
-    Scored as `evaluate_checkpoint` scores; all benchmarks go through one batched generation, and
-    `heads` stay removed for all of it (prefill and every decoding step).
+    Scored exactly as `evaluate_checkpoint` scores, by the same function.
     """
     from extract.ablation import HeadAblation
     from extract.recording import hook_head_outputs
 
-    items = [p for probes in suite.values() for p in probes]
-    if heads:
-        with hook_head_outputs(checkpoint.model, HeadAblation(list(heads), mode, means)):
-            generated = generate_answers(checkpoint, items, batch_size, max_new_tokens)
-    else:
-        generated = generate_answers(checkpoint, items, batch_size, max_new_tokens)
-    right = iter([is_correct(g, p.answer or "") for g, p in zip(generated, items, strict=True)])
-    return {name: 100.0 * sum(next(right) for _ in probes) / len(probes) for name, probes in suite.items()}
+    removal = (
+        hook_head_outputs(checkpoint.model, HeadAblation(list(heads), mode, means))
+        if heads
+        else nullcontext()
+    )
+    with removal:
+        return suite_accuracy(checkpoint, suite, batch_size, max_new_tokens)
 
 
 def model_shape(checkpoint) -> tuple[int, int]:
@@ -109,9 +108,9 @@ def ablate_suite(
 
     _, n_heads = model_shape(checkpoint)
     controls = [random_heads(heads, n_heads, seed + i) for i in range(n_random)]
-    baseline = suite_accuracy(checkpoint, suite, (), mode, means, batch_size)
-    ablated = suite_accuracy(checkpoint, suite, heads, mode, means, batch_size)
-    random = [suite_accuracy(checkpoint, suite, c, mode, means, batch_size) for c in controls]
+    baseline = ablated_accuracy(checkpoint, suite, (), mode, means, batch_size)
+    ablated = ablated_accuracy(checkpoint, suite, heads, mode, means, batch_size)
+    random = [ablated_accuracy(checkpoint, suite, c, mode, means, batch_size) for c in controls]
     return [
         AblationResult(
             benchmark=name,

@@ -113,6 +113,18 @@ def load_suite(benchmarks: str | Path) -> dict[str, list[Probe]]:
     return suite
 
 
+def suite_accuracy(
+    checkpoint, suite: dict[str, Sequence[Probe]], batch_size: int = 64, max_new_tokens: int = 4
+) -> dict[str, float]:
+    """Benchmark name -> greedy exact-match accuracy (percent) of a loaded checkpoint."""
+    scores = {}
+    for name, probes in suite.items():
+        generated = generate_answers(checkpoint, probes, batch_size, max_new_tokens)
+        right = sum(is_correct(g, p.answer or "") for g, p in zip(generated, probes, strict=True))
+        scores[name] = 100.0 * right / len(probes)
+    return scores
+
+
 def evaluate_checkpoint(
     path: str | Path,
     suite: dict[str, list[Probe]],
@@ -124,12 +136,8 @@ def evaluate_checkpoint(
     from extract import load_checkpoint  # torch: only when a model is really loaded
 
     checkpoint = load_checkpoint(path, device=device)
-    scores = {}
-    for name, probes in suite.items():
-        generated = generate_answers(checkpoint, probes, batch_size, max_new_tokens)
-        right = sum(is_correct(g, p.answer or "") for g, p in zip(generated, probes, strict=True))
-        scores[name] = (round(100.0 * right / len(probes), 2), len(probes))
-    return scores
+    accuracy = suite_accuracy(checkpoint, suite, batch_size, max_new_tokens)
+    return {name: (round(accuracy[name], 2), len(probes)) for name, probes in suite.items()}
 
 
 def write_scores(rows: Iterable[dict], out: str | Path) -> Path:

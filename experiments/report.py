@@ -258,7 +258,7 @@ def ablation_results(
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
     from tqdm.auto import tqdm
 
-    from experiments.ablate import model_shape, suite_accuracy
+    from experiments.ablate import ablated_accuracy, model_shape
     from experiments.evaluate import load_suite
     from extract.loading import load_checkpoint
 
@@ -268,7 +268,7 @@ def ablation_results(
         checkpoint = load_checkpoint(zoo.folder(final), device="cpu")
         n_layers, n_heads = model_shape(checkpoint)
         for entry in head_sets(per_head[per_head["checkpoint"] == final], settings):
-            accuracy = suite_accuracy(
+            accuracy = ablated_accuracy(
                 checkpoint, suite, entry["heads"], settings.mode, None, settings.batch_size
             )
             for benchmark, value in accuracy.items():

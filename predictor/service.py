@@ -600,11 +600,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="An HTTP JSON service: /health, /model, /predict (feature rows) and /jobs "
         "(checkpoint + probes, extracted in the background). OpenAPI docs at /docs.",
     )
-    _add_serve_arguments(serve)
-    return serve
-
-
-def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser = serve
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
@@ -621,6 +617,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
     parser.set_defaults(func=run_serve)
+    return serve
 
 
 def run_serve(args: argparse.Namespace) -> int:

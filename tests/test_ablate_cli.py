@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experiments.ablate import add_ablate_parser, suite_accuracy
+from experiments.ablate import ablated_accuracy, add_ablate_parser
 from experiments.evaluate import evaluate_checkpoint, load_suite
 from extract.errors import HeadcastError
 from extract.loading import load_checkpoint
@@ -57,14 +57,14 @@ def test_json_reports_baseline_ablated_and_random_sets_of_the_same_layers(model,
 
 def test_unablated_accuracy_is_the_evaluators_score(model, tiny_probes):
     suite = load_suite(tiny_probes)
-    ours = suite_accuracy(load_checkpoint(model, device="cpu"), suite)
+    ours = ablated_accuracy(load_checkpoint(model, device="cpu"), suite)
     assert ours["probes"] == pytest.approx(
         evaluate_checkpoint(model, suite, device="cpu")["probes"][0], abs=0.01
     )
 
 
 def test_removing_every_head_changes_the_answers(model, tiny_probes, monkeypatch):
-    import experiments.ablate as module
+    import experiments.evaluate as module  # where generation happens
 
     answers: list[list[str]] = []
     generate = module.generate_answers
@@ -75,9 +75,9 @@ def test_removing_every_head_changes_the_answers(model, tiny_probes, monkeypatch
 
     monkeypatch.setattr(module, "generate_answers", spy)
     checkpoint, suite = load_checkpoint(model, device="cpu"), load_suite(tiny_probes)
-    suite_accuracy(checkpoint, suite)
-    suite_accuracy(checkpoint, suite, [(layer, head) for layer in range(4) for head in range(4)])
-    suite_accuracy(checkpoint, suite)
+    ablated_accuracy(checkpoint, suite)
+    ablated_accuracy(checkpoint, suite, [(layer, head) for layer in range(4) for head in range(4)])
+    ablated_accuracy(checkpoint, suite)
     assert answers[0] != answers[1] and answers[0] == answers[2]  # and the hook is gone afterwards
 
 
