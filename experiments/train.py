@@ -114,19 +114,24 @@ def fit(
     batch_size: int,
     on_step: Callable[[int], None] | None = None,
     desc: str = "train",
+    schedule: tuple[int, int] | None = None,
 ) -> float:
     """AdamW with warmup and cosine decay over random batches; the batch order is fixed by `seed`.
 
     `loss_of(indices)` computes the loss of a batch of item indices; `on_step(step)` runs after each
-    optimiser step (1-based), e.g. to save a checkpoint. Returns the mean loss of the last 10% of steps.
+    optimiser step (1-based), e.g. to save a checkpoint. `schedule=(start, total)` makes these steps
+    the part from `start` of one learning-rate schedule over `total` steps, so consecutive phases
+    share a single warmup and decay. Returns the mean loss of the last 10% of steps.
     """
     params = [p for p in params if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    start, total = schedule or (0, steps)
+    warmup = max(1, total // 20)
+    lr_at = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: (
-            min(1.0, (s + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
+            min(1.0, (start + s + 1) / warmup)
+            * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (start + s) / max(1, total)))))
         ),
     )
     generator = torch.Generator().manual_seed(seed)
@@ -139,7 +144,7 @@ def fit(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        schedule.step()
+        lr_at.step()
         if step > steps * 0.9:
             tail.append(loss.item())
         if step % 25 == 0:
@@ -287,7 +292,8 @@ class RunConfig:
     spec: ModelSpec
     strategy: str = "frozen"  # frozen: vision tower fixed in instruction tuning; full: it trains too
     data: int = 4096  # distinct instruction-tuning items
-    steps: int = 600
+    steps: int = 600  # instruction-tuning steps on the full mixture
+    curriculum: int = 0  # instruction-tuning steps on the preset's curriculum tasks before the mixture
     align_steps: int = 100
     lr: float = 2e-3
     batch_size: int = 32
@@ -302,8 +308,13 @@ def train_run(
     instruct_data: Batch,
     save: Callable[[PreTrainedModel, ProcessorMixin, int], None],
     seed: int,
+    curriculum_data: Batch | None = None,
 ) -> None:
-    """Align the projector, then instruction-tune, calling `save(model, processor, step)` at checkpoints."""
+    """Align the projector, then instruction-tune, calling `save(model, processor, step)` at checkpoints.
+
+    With `run.curriculum` steps, instruction tuning opens on `curriculum_data` (a few tasks) before the
+    full mixture; steps count through both phases, so checkpoints can fall in either.
+    """
     tokenizer = zoo_tokenizer()
     model = build_model(run.spec, tokenizer, seed).train()
     processor = build_processor(run.spec, tokenizer)
@@ -325,26 +336,37 @@ def train_run(
     )
     prefixes = [*projector, *LM_PREFIXES] + ([VISION_PREFIX] if run.strategy == "full" else [])
     params = set_trainable(model, prefixes)
-    data = {k: v[: run.data] for k, v in instruct_data.items()}
     wanted = set(run.checkpoints)
+    phases = [(instruct_data, run.steps, "instruct", seed + 1)]
+    if run.curriculum:
+        if curriculum_data is None:
+            raise ValueError(
+                f"run {run.name!r} asks for {run.curriculum} curriculum steps but got no curriculum data"
+            )
+        phases.insert(0, (curriculum_data, run.curriculum, "curriculum", seed + 2))
+    done = 0
+    for pool, steps, name, phase_seed in phases:
+        data = {k: v[: run.data] for k, v in pool.items()}
 
-    def on_step(step: int) -> None:
-        if step in wanted:
-            model.eval()
-            save(model, processor, step)
-            model.train()
+        def on_step(step: int, offset: int = done) -> None:
+            if offset + step in wanted:
+                model.eval()
+                save(model, processor, offset + step)
+                model.train()
 
-    fit(
-        params,
-        model_loss(model, data),
-        data["input_ids"].shape[0],
-        run.steps,
-        run.lr,
-        seed + 1,
-        run.batch_size,
-        on_step=on_step,
-        desc=f"{run.name} instruct",
-    )
+        fit(
+            params,
+            model_loss(model, data),
+            data["input_ids"].shape[0],
+            steps,
+            run.lr,
+            phase_seed,
+            run.batch_size,
+            on_step=on_step,
+            desc=f"{run.name} {name}",
+            schedule=(done, run.curriculum + run.steps),
+        )
+        done += steps
 
 
 def log_steps(last: int, n: int, first: int | None = None) -> tuple[int, ...]:

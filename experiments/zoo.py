@@ -54,6 +54,8 @@ class ZooConfig:
     runs: tuple  # of experiments.train.RunConfig
     raw: dict[str, Any]
     mixture: dict[str, int] = dataclasses.field(default_factory=dict)  # task -> weight in training data
+    # What runs with `curriculum` steps train on first: {"items": n, "mixture": {task: weight}}.
+    curriculum: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def load_config(preset: str) -> ZooConfig:
@@ -80,7 +82,8 @@ def load_config(preset: str) -> ZooConfig:
             raise HeadcastError(f"run {merged.get('name')!r}: unknown field(s) {', '.join(sorted(unknown))}")
         spec = ModelSpec(**{k: v for k, v in merged.items() if k in spec_fields})
         settings = {k: v for k, v in merged.items() if k in run_fields and k != "spec"}
-        settings["checkpoints"] = log_steps(settings["steps"], raw["checkpoints"])
+        total = settings["steps"] + settings.get("curriculum", 0)
+        settings["checkpoints"] = log_steps(total, raw["checkpoints"])
         runs.append(RunConfig(spec=spec, **settings))
     vision = {
         (r.spec.vision_hidden, r.spec.vision_layers, r.spec.image_size, r.spec.patch_size) for r in runs
@@ -92,10 +95,21 @@ def load_config(preset: str) -> ZooConfig:
         )
     from experiments.scenes import AUX_TASKS, TASKS
 
-    unknown_tasks = set(raw.get("mixture") or {}) - set(TASKS) - set(AUX_TASKS)
-    if unknown_tasks:
+    curriculum = dict(raw.get("curriculum") or {})
+    for where, weights in (
+        ("mixture", raw.get("mixture")),
+        ("curriculum.mixture", curriculum.get("mixture")),
+    ):
+        unknown_tasks = set(weights or {}) - set(TASKS) - set(AUX_TASKS)
+        if unknown_tasks:
+            raise HeadcastError(
+                f"{where}: unknown task(s) {', '.join(sorted(unknown_tasks))}; "
+                f"use {', '.join(TASKS + AUX_TASKS)}"
+            )
+    if any(r.curriculum for r in runs) and not (curriculum.get("items") and curriculum.get("mixture")):
         raise HeadcastError(
-            f"mixture: unknown task(s) {', '.join(sorted(unknown_tasks))}; use {', '.join(TASKS + AUX_TASKS)}"
+            "a run has `curriculum` steps but the preset has no "
+            "`curriculum: {items: N, mixture: {...}}`; add one"
         )
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -114,6 +128,7 @@ def load_config(preset: str) -> ZooConfig:
         runs=tuple(runs),
         raw=raw,
         mixture=dict(raw.get("mixture") or {}),
+        curriculum=curriculum,
     )
 
 
@@ -229,7 +244,7 @@ def _build(preset: str, out: Path, seed: int) -> Path:
         timings["vision"] = time.perf_counter() - t
     vision_state = _load_tensors(vision_file)
 
-    text_items = caption_items = instruct_items = None
+    text_items = caption_items = instruct_items = curriculum_items = None
     encoded: dict[tuple, tuple] = {}
     todo = [r for r in config.runs if not (out / "checkpoints" / r.name / ".done").exists()]
     for run in tqdm(todo, desc="runs", unit="run"):
@@ -252,21 +267,28 @@ def _build(preset: str, out: Path, seed: int) -> Path:
                 instruct_items = make_mixture(
                     f"{seed}-instruct", config.instruct_items, grid, tasks, config.mixture
                 )
+            if curriculum_items is None and config.curriculum:
+                weights = config.curriculum["mixture"]
+                curriculum_items = make_mixture(
+                    f"{seed}-curriculum", config.curriculum["items"], grid, tuple(weights), weights
+                )
             processor = build_processor(run.spec, train.zoo_tokenizer())
+
+            def encoded_set(items, mode, processor=processor):
+                return train.encode(processor, items, [it.scene.render(res) for it in items], mode)
+
             encoded[key] = (
-                train.encode(
-                    processor, caption_items, [it.scene.render(res) for it in caption_items], "caption"
-                ),
-                train.encode(
-                    processor, instruct_items, [it.scene.render(res) for it in instruct_items], "qa"
-                ),
+                encoded_set(caption_items, "caption"),
+                encoded_set(instruct_items, "qa"),
+                encoded_set(curriculum_items, "qa") if curriculum_items else None,
             )
         run_dir = out / "checkpoints" / run.name
         meta = {
             "run": run.name,
             "strategy": run.strategy,
             "data": run.data,
-            "steps": run.steps,
+            "steps": run.curriculum + run.steps,
+            "curriculum": run.curriculum,
             "spec": dataclasses.asdict(run.spec),
         }
 
@@ -275,7 +297,17 @@ def _build(preset: str, out: Path, seed: int) -> Path:
                 model, processor, train.save_paths(run_dir.parent, run_dir.name, step), meta | {"step": step}
             )
 
-        train.train_run(run, vision_state, lm_state, *encoded[key], save, _seed(seed, "run", run.name))
+        caption_data, instruct_data, curriculum_data = encoded[key]
+        train.train_run(
+            run,
+            vision_state,
+            lm_state,
+            caption_data,
+            instruct_data,
+            save,
+            _seed(seed, "run", run.name),
+            curriculum_data=curriculum_data,
+        )
         (run_dir / ".done").write_text("")
         timings[f"run {run.name}"] = time.perf_counter() - t
 

@@ -11,7 +11,7 @@ import pytest
 from extract.errors import HeadcastError
 from predictor.dataset import build_dataset, run_of, step_of
 from predictor.evaluation import held_out_predictions, run_folds, score_predictions, subset_baseline_mae
-from predictor.models import ESTIMATORS, HeadcastPredictor
+from predictor.models import ESTIMATORS, HeadcastPredictor, ShrunkToMean, make_regressor
 from predictor.scores import read_scores
 from tests.predictor_data import synthetic_tables
 
@@ -34,6 +34,25 @@ def test_every_estimator_beats_the_mean_on_unseen_runs(dataset, estimator):
     spread = dataset.scores.sub(dataset.scores.mean()).abs().mean()
     assert (metrics["mae"] < 0.6 * spread).all()
     assert (metrics["spearman"] > 0.7).all()
+
+
+def test_shrinking_blends_the_regressor_with_the_training_mean(dataset):
+    x, y = dataset.features, dataset.scores["count"]
+    full = ShrunkToMean(make_regressor("ridge", x.shape[1]), 1.0).fit(x, y).predict(x)
+    half = ShrunkToMean(make_regressor("ridge", x.shape[1]), 0.5).fit(x, y).predict(x)
+    none = ShrunkToMean(make_regressor("ridge", x.shape[1]), 0.0).fit(x, y).predict(x)
+    assert np.allclose(none, y.mean()) and np.allclose(half, (full + y.mean()) / 2)
+
+
+def test_auto_keeps_the_training_mean_when_features_are_noise(dataset):
+    rng = np.random.default_rng(1)
+    noise = pd.DataFrame(
+        rng.normal(size=dataset.features.shape), dataset.features.index, dataset.features.columns
+    )
+    model = HeadcastPredictor("auto").fit(noise, dataset.scores, dataset.groups)
+    assert set(model.chosen_.values()) == {"mean"}
+    informed = HeadcastPredictor("auto").fit(dataset.features, dataset.scores, dataset.groups)
+    assert "mean" not in informed.chosen_.values()
 
 
 def test_conformal_intervals_cover_about_the_nominal_share_of_unseen_runs(dataset):

@@ -8,6 +8,7 @@ import json
 import shutil
 
 import pytest
+import yaml
 
 from experiments.scenes import BENCHMARKS
 from experiments.train import log_steps
@@ -44,6 +45,25 @@ def test_presets_meet_their_sizes():
         assert {"frozen", "full"} <= {s for *_, s, _ in varied}
         assert len({r.data for r in config.runs}) >= 2
         assert len({(r.spec.layers, r.spec.heads) for r in config.runs}) >= 3
+
+
+def test_curriculum_runs_checkpoint_across_both_phases(smoke_zoo):
+    run = next(r for r in load_config("smoke").runs if r.curriculum)
+    assert run.checkpoints[-1] == run.curriculum + run.steps
+    saved = sorted(int(p.name) for p in (smoke_zoo / "checkpoints" / run.name).glob("0*"))
+    assert saved == list(run.checkpoints)
+    assert saved[0] <= run.curriculum < saved[-1]
+    last = smoke_zoo / "checkpoints" / run.name / f"{saved[-1]:06d}"
+    meta = json.loads((last / "zoo_run.json").read_text())
+    assert (meta["curriculum"], meta["steps"]) == (run.curriculum, run.curriculum + run.steps)
+
+
+def test_curriculum_steps_without_a_curriculum_mixture_are_refused(tmp_path):
+    config = load_config("smoke").raw | {"curriculum": None}
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(HeadcastError, match="no `curriculum"):
+        load_config(str(path))
 
 
 def test_unknown_preset_is_a_one_line_error():
