@@ -171,7 +171,7 @@ class Item:
 
 def vocabulary() -> list[str]:
     """Every word the scenes and questions use, in a fixed order (the zoo's tokenizer vocabulary)."""
-    words = [*COLOURS, *SHAPES, *PLURALS.values(), *SIZES, *set(SHAPES.values()), *RELATIONS]
+    words = [*COLOURS, *SHAPES, *PLURALS.values(), *SIZES, *dict.fromkeys(SHAPES.values()), *RELATIONS]
     words += [
         "yes",
         "no",

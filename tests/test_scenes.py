@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -37,6 +40,22 @@ def test_same_seed_gives_identical_items_and_pixels():
     assert a == b
     assert [i.scene.render(56).tobytes() for i in a] == [i.scene.render(56).tobytes() for i in b]
     assert make_items(8, "count_general", 5) != a
+
+
+def test_the_vocabulary_is_the_same_in_every_process():
+    """String hashing is salted per process; the tokenizer's word order (hence every token id and
+    trained weight) must not depend on it, or the same seed would train different zoos."""
+    orders = {
+        subprocess.run(
+            [sys.executable, "-c", "from experiments.scenes import vocabulary; print(vocabulary())"],
+            env={**os.environ, "PYTHONHASHSEED": str(salt)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for salt in range(6)
+    }
+    assert len(orders) == 1
 
 
 def test_general_counting_box_marks_an_object_of_the_counted_kind():
