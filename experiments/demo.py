@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -90,7 +91,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     logging.disable_progress_bar()
     zoo = Path(args.zoo or Path("zoo") / args.preset)
-    scores_csv = build(args.preset, zoo, args.seed)
+    scores_csv = build(args.preset, zoo, args.seed, jobs=args.jobs)
     features, settings, per_head = extract_zoo(zoo, progress=not args.json)
     scores = read_scores(scores_csv)
     dataset = build_dataset(features, scores, settings)
@@ -141,6 +142,9 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", default="small", help="zoo preset: smoke, small or full (default small)")
     parser.add_argument("--zoo", type=Path, help="zoo folder (default zoo/<preset>)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="zoo runs trained at once (default: CPU count)"
+    )
     parser.add_argument("--experiment", default="headcast-demo", help="MLflow experiment name")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run_demo)

@@ -115,6 +115,7 @@ def fit(
     on_step: Callable[[int], None] | None = None,
     desc: str = "train",
     schedule: tuple[int, int] | None = None,
+    progress: bool = True,
 ) -> float:
     """AdamW with warmup and cosine decay over random batches; the batch order is fixed by `seed`.
 
@@ -136,7 +137,7 @@ def fit(
     )
     generator = torch.Generator().manual_seed(seed)
     tail: list[float] = []
-    bar = tqdm(range(1, steps + 1), desc=desc, leave=False, mininterval=1.0)
+    bar = tqdm(range(1, steps + 1), desc=desc, leave=False, mininterval=1.0, disable=not progress)
     for step in bar:
         index = torch.randint(n_items, (batch_size,), generator=generator)
         loss = loss_of(index)
@@ -264,7 +265,13 @@ def centre_features(tower: nn.Module, pixels: torch.Tensor) -> None:
 
 
 def pretrain_language(
-    spec: ModelSpec, items: Sequence[Item], steps: int, lr: float, seed: int, batch_size: int = 32
+    spec: ModelSpec,
+    items: Sequence[Item],
+    steps: int,
+    lr: float,
+    seed: int,
+    batch_size: int = 32,
+    progress: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Pretrain the language model on text alone: a scene's description and a question -> the answer."""
     tokenizer = zoo_tokenizer()
@@ -280,6 +287,7 @@ def pretrain_language(
         seed,
         batch_size,
         desc=f"language model {spec.family} {spec.layers}x{spec.heads}",
+        progress=progress,
     )
     return state_with_prefixes(model, LM_PREFIXES)
 
@@ -309,6 +317,7 @@ def train_run(
     save: Callable[[PreTrainedModel, ProcessorMixin, int], None],
     seed: int,
     curriculum_data: Batch | None = None,
+    progress: bool = True,
 ) -> None:
     """Align the projector, then instruction-tune, calling `save(model, processor, step)` at checkpoints.
 
@@ -333,6 +342,7 @@ def train_run(
         seed,
         run.batch_size,
         desc=f"{run.name} align",
+        progress=progress,
     )
     prefixes = [*projector, *LM_PREFIXES] + ([VISION_PREFIX] if run.strategy == "full" else [])
     params = set_trainable(model, prefixes)
@@ -364,6 +374,7 @@ def train_run(
             run.batch_size,
             on_step=on_step,
             desc=f"{run.name} {name}",
+            progress=progress,
             schedule=(done, run.curriculum + run.steps),
         )
         done += steps

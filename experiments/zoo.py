@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -188,34 +189,32 @@ def _atomic_checkpoint(model, processor, final: Path, meta: dict) -> None:
     os.replace(tmp, final)
 
 
-def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1) -> Path:
+def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1, jobs: int = 1) -> Path:
     """Build (or finish building) the zoo of `preset` into `out`; returns the path of scores.csv.
 
-    Runs on `threads` CPU threads (default 1): these models are so small that a second thread gains
-    little, while two processes each spinning two OpenMP threads on a 2-core machine run ~50x slower.
+    Trains `jobs` runs at a time, each in its own process on `threads` CPU threads (default 1):
+    these models are so small that a second thread gains little, while two processes each spinning
+    two OpenMP threads on a 2-core machine run ~50x slower. Every run is seeded on its own, so the
+    result does not depend on `jobs`.
     """
     import torch
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _build(preset, Path(out), seed)
+        return _build(preset, Path(out), seed, threads, max(1, jobs))
     finally:
         torch.set_num_threads(previous)
 
 
-def _build(preset: str, out: Path, seed: int) -> Path:
+def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     import torch
-    from tqdm.auto import tqdm
 
     from experiments import train
     from experiments.benchmarks import write_probes, write_suite
-    from experiments.modeling import build_processor
-    from experiments.scenes import AUX_TASKS, TASKS, make_mixture
+    from experiments.scenes import make_mixture
 
     config = load_config(preset)
-    # Training tasks: the benchmarked ones plus any training-only task the mixture weights.
-    tasks = TASKS + tuple(t for t in AUX_TASKS if config.mixture.get(t))
     _stamp(out, config, seed)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -227,89 +226,32 @@ def _build(preset: str, out: Path, seed: int) -> Path:
         write_probes(out / "probes", seed, config.probe_items, res, grid)
     timings["data"] = time.perf_counter() - started
 
-    cache_dir = out / "cache"
-    cache_dir.mkdir(exist_ok=True)
+    (out / "cache").mkdir(exist_ok=True)
     torch.manual_seed(seed)
-    vision_file = cache_dir / "vision.safetensors"
-    base_spec = config.runs[0].spec
+    vision_file = out / "cache" / "vision.safetensors"
     if not vision_file.exists():
         t = time.perf_counter()
         vcfg = config.vision
         items = make_mixture(f"{seed}-vision", vcfg["items"], grid)
         images = [it.scene.render(res) for it in items]
         state = train.pretrain_vision(
-            base_spec, items, images, vcfg["steps"], vcfg["lr"], _seed(seed, "vision")
+            config.runs[0].spec, items, images, vcfg["steps"], vcfg["lr"], _seed(seed, "vision")
         )
         _save_tensors(vision_file, state)
         timings["vision"] = time.perf_counter() - t
-    vision_state = _load_tensors(vision_file)
 
-    text_items = caption_items = instruct_items = curriculum_items = None
-    encoded: dict[tuple, tuple] = {}
     todo = [r for r in config.runs if not (out / "checkpoints" / r.name / ".done").exists()]
-    for run in tqdm(todo, desc="runs", unit="run"):
-        t = time.perf_counter()
-        lm_file = cache_dir / f"lm-{_lm_key(run.spec)}.safetensors"
-        if not lm_file.exists():
-            text_items = text_items or make_mixture(
-                f"{seed}-text", config.language["items"], grid, tasks, config.mixture
-            )
-            lcfg = config.language
-            state = train.pretrain_language(
-                run.spec, text_items, lcfg["steps"], lcfg["lr"], _seed(seed, "language", _lm_key(run.spec))
-            )
-            _save_tensors(lm_file, state)
-        lm_state = _load_tensors(lm_file)
-        key = (run.spec.arch, run.spec.image_size, run.spec.patch_size, run.spec.anyres_grid)
-        if key not in encoded:
-            if caption_items is None:
-                caption_items = make_mixture(f"{seed}-caption", config.caption_items, grid)
-                instruct_items = make_mixture(
-                    f"{seed}-instruct", config.instruct_items, grid, tasks, config.mixture
-                )
-            if curriculum_items is None and config.curriculum:
-                weights = config.curriculum["mixture"]
-                curriculum_items = make_mixture(
-                    f"{seed}-curriculum", config.curriculum["items"], grid, tuple(weights), weights
-                )
-            processor = build_processor(run.spec, train.zoo_tokenizer())
-
-            def encoded_set(items, mode, processor=processor):
-                return train.encode(processor, items, [it.scene.render(res) for it in items], mode)
-
-            encoded[key] = (
-                encoded_set(caption_items, "caption"),
-                encoded_set(instruct_items, "qa"),
-                encoded_set(curriculum_items, "qa") if curriculum_items else None,
-            )
-        run_dir = out / "checkpoints" / run.name
-        meta = {
-            "run": run.name,
-            "strategy": run.strategy,
-            "data": run.data,
-            "steps": run.curriculum + run.steps,
-            "curriculum": run.curriculum,
-            "spec": dataclasses.asdict(run.spec),
-        }
-
-        def save(model, processor, step, run_dir=run_dir, meta=meta):
-            _atomic_checkpoint(
-                model, processor, train.save_paths(run_dir.parent, run_dir.name, step), meta | {"step": step}
-            )
-
-        caption_data, instruct_data, curriculum_data = encoded[key]
-        train.train_run(
-            run,
-            vision_state,
-            lm_state,
-            caption_data,
-            instruct_data,
-            save,
-            _seed(seed, "run", run.name),
-            curriculum_data=curriculum_data,
-        )
-        (run_dir / ".done").write_text("")
-        timings[f"run {run.name}"] = time.perf_counter() - t
+    # One language model per LM shape, shared by the runs of that shape: pretrain them first.
+    languages = {_lm_key(r.spec): r.name for r in todo if not _lm_file(out, r.spec).exists()}
+    stages = (
+        ("language models", _language_job, list(languages.values())),
+        ("runs", _run_job, [r.name for r in todo]),
+    )
+    for desc, job, names in stages:
+        arguments = [(preset, out, seed, name, threads) for name in names]
+        for label, seconds in _in_parallel(job, arguments, jobs, desc):
+            timings[label] = seconds
+    _training_sets.cache_clear()  # encoded training data is large; the zoo is built
 
     t = time.perf_counter()
     rows = score_zoo(out)
@@ -317,6 +259,146 @@ def _build(preset: str, out: Path, seed: int) -> Path:
     timings["total"] = time.perf_counter() - started
     _write_json(out / "build_times.json", timings)
     return write_scores(rows, out / "scores.csv")
+
+
+def _in_parallel(job, arguments: list[tuple], jobs: int, desc: str):
+    """Yield `job(*args)` for each argument tuple, in this process or in `jobs` spawned ones.
+
+    In parallel, the workers' own progress bars are off (they would interleave) and one bar counts
+    finished jobs; in this process the jobs show their training bars as usual.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    if not arguments:
+        return
+    if jobs == 1 or len(arguments) == 1:
+        for args in tqdm(arguments, desc=desc, unit="job"):
+            yield job(*args, progress=True)
+        return
+    # spawn, not fork: a forked child of a process that already ran torch can deadlock in OpenMP.
+    with ProcessPoolExecutor(min(jobs, len(arguments)), mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(job, *args, progress=False) for args in arguments]
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="job"):
+            yield future.result()
+
+
+def _lm_file(out: Path, spec) -> Path:
+    return out / "cache" / f"lm-{_lm_key(spec)}.safetensors"
+
+
+def _find_run(config: ZooConfig, name: str):
+    return next(r for r in config.runs if r.name == name)
+
+
+def _training_tasks(config: ZooConfig) -> tuple[str, ...]:
+    """The benchmarked tasks plus any training-only task the mixture weights."""
+    from experiments.scenes import AUX_TASKS, TASKS
+
+    return TASKS + tuple(t for t in AUX_TASKS if config.mixture.get(t))
+
+
+def _language_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
+    """Pretrain (and cache) the language model of `run_name`'s LM shape."""
+    import torch
+
+    from experiments import train
+    from experiments.scenes import make_mixture
+
+    torch.set_num_threads(threads)
+    t = time.perf_counter()
+    config = load_config(preset)
+    spec = _find_run(config, run_name).spec
+    lcfg = config.language
+    items = make_mixture(f"{seed}-text", lcfg["items"], config.grid, _training_tasks(config), config.mixture)
+    state = train.pretrain_language(
+        spec, items, lcfg["steps"], lcfg["lr"], _seed(seed, "language", _lm_key(spec)), progress=progress
+    )
+    _save_tensors(_lm_file(out, spec), state)
+    return f"language {_lm_key(spec)}", time.perf_counter() - t
+
+
+@functools.cache
+def _training_sets(preset: str, seed: int, arch: str, image_size: int, patch_size: int, grid: int) -> tuple:
+    """Caption, instruction and curriculum data encoded for one processor; cached per process."""
+    from experiments import train
+    from experiments.modeling import build_processor
+    from experiments.scenes import make_mixture
+
+    config = load_config(preset)
+    spec = next(
+        r.spec
+        for r in config.runs
+        if (r.spec.arch, r.spec.image_size, r.spec.patch_size, r.spec.anyres_grid)
+        == (arch, image_size, patch_size, grid)
+    )
+    processor = build_processor(spec, train.zoo_tokenizer())
+
+    def encoded(items, mode):
+        return train.encode(processor, items, [it.scene.render(config.resolution) for it in items], mode)
+
+    caption = make_mixture(f"{seed}-caption", config.caption_items, config.grid)
+    instruct = make_mixture(
+        f"{seed}-instruct", config.instruct_items, config.grid, _training_tasks(config), config.mixture
+    )
+    curriculum = None
+    if config.curriculum:
+        weights = config.curriculum["mixture"]
+        items = make_mixture(
+            f"{seed}-curriculum", config.curriculum["items"], config.grid, tuple(weights), weights
+        )
+        curriculum = encoded(items, "qa")
+    return encoded(caption, "caption"), encoded(instruct, "qa"), curriculum
+
+
+def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
+    """Train one run from the cached vision and language weights, saving its checkpoints."""
+    import torch
+
+    from experiments import train
+
+    torch.set_num_threads(threads)
+    if not progress:  # a worker among others: its bars, save_pretrained's included, would interleave
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+    t = time.perf_counter()
+    config = load_config(preset)
+    run = _find_run(config, run_name)
+    spec = run.spec
+    caption, instruct, curriculum = _training_sets(
+        preset, seed, spec.arch, spec.image_size, spec.patch_size, spec.anyres_grid
+    )
+    run_dir = out / "checkpoints" / run.name
+    meta = {
+        "run": run.name,
+        "strategy": run.strategy,
+        "data": run.data,
+        "steps": run.curriculum + run.steps,
+        "curriculum": run.curriculum,
+        "spec": dataclasses.asdict(spec),
+    }
+
+    def save(model, processor, step):
+        _atomic_checkpoint(
+            model, processor, train.save_paths(run_dir.parent, run.name, step), meta | {"step": step}
+        )
+
+    train.train_run(
+        run,
+        _load_tensors(out / "cache" / "vision.safetensors"),
+        _load_tensors(_lm_file(out, spec)),
+        caption,
+        instruct,
+        save,
+        _seed(seed, "run", run.name),
+        curriculum_data=curriculum,
+        progress=progress,
+    )
+    (run_dir / ".done").write_text("")
+    return f"run {run.name}", time.perf_counter() - t
 
 
 def checkpoint_dirs(out: Path) -> list[Path]:
@@ -384,7 +466,7 @@ def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
 
 def _run_build(args: argparse.Namespace) -> None:
     t = time.perf_counter()
-    scores = build(args.preset, args.out, args.seed, args.threads)
+    scores = build(args.preset, args.out, args.seed, args.threads, args.jobs)
     print(f"built the {args.preset} zoo in {time.perf_counter() - t:.0f} s; scores in {scores}")
 
 
@@ -407,7 +489,10 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     )
     b.add_argument("--out", required=True, help="folder to build into (resumes an interrupted build)")
     b.add_argument("--seed", type=int, default=0, help="seed of every image, weight and batch (default: 0)")
-    b.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
+    b.add_argument("--threads", type=int, default=1, help="CPU threads for torch per job (default: 1)")
+    b.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="runs trained at once (default: CPU count)"
+    )
     b.set_defaults(func=_run_build)
     t = commands.add_parser("table", help="print the score table (last checkpoint per run) as markdown")
     t.add_argument("dir", help="a zoo folder or a scores.csv")

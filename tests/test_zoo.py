@@ -112,6 +112,17 @@ def test_rebuilding_resumes_without_retraining_and_a_lost_run_comes_back_identic
     assert (copy / "scores.csv").read_text() == before
 
 
+def test_training_runs_in_parallel_processes_gives_the_same_zoo(smoke_zoo, tmp_path):
+    out = tmp_path / "parallel"
+    shutil.copytree(smoke_zoo / "benchmarks", out / "benchmarks")  # the data is not what is tested
+    shutil.copytree(smoke_zoo / "probes", out / "probes")
+    build("smoke", out, seed=0, jobs=2)
+    assert (out / "scores.csv").read_text() == (smoke_zoo / "scores.csv").read_text()
+    for weights in smoke_zoo.glob("checkpoints/*/*/model.safetensors"):
+        twin = out / weights.relative_to(smoke_zoo)
+        assert twin.read_bytes() == weights.read_bytes()
+
+
 def test_building_into_a_folder_of_another_seed_is_refused(smoke_zoo, tmp_path):
     copy = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, copy)
