@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMRegressor
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.dummy import DummyRegressor
 from sklearn.feature_selection import SelectKBest, f_regression
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import RidgeCV
@@ -24,13 +23,13 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 REGRESSORS = ("ridge", "lightgbm", "knn")
-# `auto` picks, per benchmark, the regressor and how far to shrink it toward the training mean
-# (weight 0 is the mean itself) with the lowest grouped cross-validated error inside the training
-# data, so the choice itself never sees held-out runs; a model replaces the mean only when its gain
-# clears two standard errors across runs. Shrinking trades a little of a noisy model's signal for
-# much of its variance: with a handful of training runs that is usually the better bet.
+# `auto` picks, per benchmark, the training mean or a regressor shrunk toward it, with the lowest
+# grouped cross-validated error inside the training data, so the choice itself never sees held-out
+# runs; a model replaces the mean only when its gain clears two standard errors across runs.
+# Shrinking trades a little of a noisy model's signal for much of its variance: with a handful of
+# training runs that is usually the better bet.
 ESTIMATORS = ("auto", *REGRESSORS)
-SHRINK_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SHRINK_WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # of the regressor; the rest is the mean
 
 
 def make_regressor(name: str, n_features: int) -> Pipeline:
@@ -57,15 +56,16 @@ def make_regressor(name: str, n_features: int) -> Pipeline:
         return make_pipeline(
             impute, StandardScaler(), select, KNeighborsRegressor(n_neighbors=5, weights="distance")
         )
-    if name == "mean":  # the fallback when no feature helps: the training runs' mean score
-        return make_pipeline(DummyRegressor(strategy="mean"))
     raise ValueError(f"unknown estimator {name!r}; use one of {', '.join(ESTIMATORS)}")
 
 
 class ShrunkToMean(RegressorMixin, BaseEstimator):
-    """`regressor`'s prediction pulled toward the training mean: mean + weight · (prediction - mean)."""
+    """`regressor`'s prediction pulled toward the training mean: mean + weight · (prediction - mean).
 
-    def __init__(self, regressor: BaseEstimator, weight: float = 1.0) -> None:
+    With weight 0 (or no regressor) it is the training mean itself.
+    """
+
+    def __init__(self, regressor: BaseEstimator | None, weight: float = 1.0) -> None:
         self.regressor = regressor
         self.weight = weight
 
@@ -113,8 +113,10 @@ class HeadcastPredictor(BaseEstimator):
         self.benchmarks_ = list(Y.columns)
         self.models_, self.half_widths_ = {}, {}
         self.chosen_ = {}
-        names = REGRESSORS if self.estimator == "auto" else (self.estimator,)
-        weights = SHRINK_WEIGHTS if self.estimator == "auto" else (1.0,)
+        auto = self.estimator == "auto"
+        names = REGRESSORS if auto else (self.estimator,)
+        weights = SHRINK_WEIGHTS if auto else (1.0,)
+        mean_key = ("mean", 0.0)
         for benchmark in self.benchmarks_:
             known = Y[benchmark].notna().to_numpy()
             x, y, g = X[known], Y.loc[known, benchmark], np.asarray(groups)[known]
@@ -122,20 +124,20 @@ class HeadcastPredictor(BaseEstimator):
             mean = np.empty(len(y))
             for train, test in folds:
                 mean[test] = y.iloc[train].mean()
-            residuals = {}
+            # the mean first, so that it wins ties
+            residuals = {mean_key: y - np.clip(mean, 0, 100)} if auto else {}
             for name in names:  # one cross-validation per regressor; its shrunk versions blend with the mean
                 predicted = cross_val_predict(make_regressor(name, X.shape[1]), x, y, groups=g, cv=folds)
                 for weight in weights:
-                    blend = np.clip(mean + weight * (predicted - mean), 0, 100)
-                    residuals[(name, weight) if weight else ("mean", 0.0)] = y - blend
+                    residuals[(name, weight)] = y - np.clip(mean + weight * (predicted - mean), 0, 100)
             best = min(residuals, key=lambda key: np.abs(residuals[key]).mean())
-            mean_key = ("mean", 0.0)
-            if mean_key in residuals and not _clearly_better(residuals[best], residuals[mean_key], g):
+            if auto and not _clearly_better(residuals[best], residuals[mean_key], g):
                 best = mean_key
             name, weight = best
             self.chosen_[benchmark] = name if weight in (0.0, 1.0) else f"{name}x{weight:g}"
             self.half_widths_[benchmark] = conformal_quantile(residuals[best], self.coverage)
-            self.models_[benchmark] = ShrunkToMean(make_regressor(name, X.shape[1]), weight).fit(x, y)
+            regressor = make_regressor(name, X.shape[1]) if weight else None
+            self.models_[benchmark] = ShrunkToMean(regressor, weight).fit(x, y)
         # out of distribution: farther from every training row than any training row is from its nearest
         self.space_ = make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from experiments.ablate import ablated_accuracy, add_ablate_parser
+from experiments.ablate import ablated_accuracy
 from experiments.evaluate import evaluate_checkpoint, load_suite
 from extract.errors import HeadcastError
 from extract.loading import load_checkpoint
+from headcast.cli import build_parser
 
 
 def ablate(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_ablate_parser(parser.add_subparsers())
-    args = parser.parse_args(["ablate", *map(str, argv)])
+    args = build_parser().parse_args(["ablate", *map(str, argv)])
     return args.func(args)
 
 

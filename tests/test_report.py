@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 from importlib import resources
 from pathlib import Path
@@ -13,15 +12,14 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from experiments.report import THIRDS, ReportSettings, add_report_parser, depth_profile, head_sets, rank_heads
+from experiments.report import THIRDS, ReportSettings, depth_profile, head_sets, rank_heads
 from experiments.zoo import build
 from extract.errors import HeadcastError
+from headcast.cli import build_parser
 
 
 def report(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_report_parser(parser.add_subparsers())
-    args = parser.parse_args(["report", *map(str, argv)])
+    args = build_parser().parse_args(["report", *map(str, argv)])
     return args.func(args)
 
 

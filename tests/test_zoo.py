@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -12,8 +11,9 @@ import yaml
 
 from experiments.scenes import BENCHMARKS
 from experiments.train import log_steps
-from experiments.zoo import add_zoo_parser, build, load_config, markdown_table
+from experiments.zoo import build, load_config, markdown_table
 from extract import HeadcastError, load_checkpoint, read_probes
+from headcast.cli import build_parser
 
 
 @pytest.fixture(scope="session")
@@ -131,8 +131,7 @@ def test_building_into_a_folder_of_another_seed_is_refused(smoke_zoo, tmp_path):
 
 
 def test_zoo_command_line_builds_and_prints_the_table(smoke_zoo, capsys):
-    parser = argparse.ArgumentParser()
-    add_zoo_parser(parser.add_subparsers())
+    parser = build_parser()
     args = parser.parse_args(["zoo", "build", "--preset", "smoke", "--out", str(smoke_zoo)])
     args.func(args)
     args = parser.parse_args(["zoo", "table", str(smoke_zoo)])
