@@ -57,7 +57,7 @@ BENCHMARKS = (
     "attribute",
     "spatial",
 )
-# Chance accuracy of a guesser that knows the answer format: 1 / number of possible answers.
+# Chance accuracy, 1 / number of possible answers: what one answer given to every benchmark item scores.
 CHANCE = {
     "count_general": 1 / len(COUNTS),
     "count_object": 1 / len(COUNTS),
@@ -350,10 +350,31 @@ def make_item(rng: random.Random, task: str, grid: int = 4, index: int = 0) -> I
     return makers[task](rng, grid)
 
 
+def answers(task: str) -> list[str]:
+    """Every answer an item of `task` (a training task or a benchmark name) can have."""
+    if task.startswith("count_"):
+        return [str(k) for k in COUNTS]
+    if task == "pope" or task.startswith("pope_"):
+        return ["yes", "no"]
+    return list(RELATIONS) if task == "spatial" else list(COLOURS)
+
+
 def make_items(seed: int, task: str, n: int, grid: int = 4) -> list[Item]:
-    """`n` items of one task; the stream depends only on (seed, task), so sets never overlap by accident."""
+    """`n` items of one task, their answers in turn (1, 2, 3, 4, 1, ...), as POPE does with yes and no.
+
+    A model that gives one answer to everything then scores exactly chance, whichever answer it
+    gives, so a benchmark measures what was learned rather than which guess a model happens to
+    favour. Items are kept from the task's stream when their answer is the next one due; the stream
+    depends only on (seed, task), so sets never overlap by accident.
+    """
     rng = random.Random(f"{seed}-{task}")
-    return [make_item(rng, task, grid, i) for i in range(n)]
+    due, items, index = answers(task), [], 0
+    while len(items) < n:
+        item = make_item(rng, task, grid, index)
+        index += 1
+        if item.answer == due[len(items) % len(due)]:
+            items.append(item)
+    return items
 
 
 def make_mixture(

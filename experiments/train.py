@@ -380,15 +380,13 @@ def train_run(
         done += steps
 
 
-def log_steps(last: int, n: int, first: int | None = None) -> tuple[int, ...]:
-    """`n` distinct, roughly log-spaced steps from `first` (default last/64) to `last`."""
-    first = max(1, first or last // 64)
-    steps = sorted({round(first * (last / first) ** (i / max(1, n - 1))) for i in range(n)})
-    while len(steps) < n:  # rounding merged neighbours: fill with the largest gaps' midpoints
-        gaps = [(b - a, a, b) for a, b in zip([0, *steps], steps, strict=False)]
-        _, a, b = max(gaps)
-        steps = sorted({*steps, (a + b) // 2})
-    return tuple(steps)
+def even_steps(last: int, n: int) -> tuple[int, ...]:
+    """Up to `n` distinct steps evenly spaced to `last`, as a trainer saving every `last / n` steps does.
+
+    Evenly spaced checkpoints sample the stretch where abilities emerge as densely as the rest;
+    log-spaced ones spend most of a run's checkpoints before anything is learned.
+    """
+    return tuple(sorted({max(1, round(last * (i + 1) / n)) for i in range(n)}))
 
 
 def save_paths(root: Path, run: str, step: int) -> Path:

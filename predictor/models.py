@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 REGRESSORS = ("ridge", "lightgbm", "knn")
 # `auto` picks, per benchmark, the training mean or a regressor shrunk toward it, with the lowest
 # grouped cross-validated error inside the training data, so the choice itself never sees held-out
-# runs; a model replaces the mean only when its gain clears two standard errors across runs.
+# runs; a model replaces the mean only when its gain clears one standard error across runs.
 # Shrinking trades a little of a noisy model's signal for much of its variance: with a handful of
 # training runs that is usually the better bet.
 ESTIMATORS = ("auto", *REGRESSORS)
@@ -81,16 +81,17 @@ class ShrunkToMean(RegressorMixin, BaseEstimator):
 
 
 def _clearly_better(residuals: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> bool:
-    """Whether `residuals` beat `baseline`'s by more than two standard errors across runs.
+    """Whether `residuals` beat `baseline`'s by more than one standard error across runs.
 
-    Picking the lowest of a dozen cross-validated errors flatters the winner (on pure-noise features
-    some candidate clears one standard error); requiring two keeps the mean unless a model's gain
-    stands out from run-to-run noise.
+    The one-standard-error rule with the mean as the simplest model: the winner of a dozen
+    cross-validated candidates is flattered by the choice, so it must stand out from run-to-run
+    noise. On pure-noise features this still lets a shrunk model through now and then, at about
+    1-2% more error than the mean; two standard errors kept the mean where models clearly helped.
     """
     gain = pd.Series(np.abs(baseline) - np.abs(residuals)).groupby(np.asarray(groups)).mean()
     if len(gain) < 2:
         return bool(gain.mean() > 0)
-    return bool(gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(len(gain)))
+    return bool(gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)))
 
 
 def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:

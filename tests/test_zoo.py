@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from experiments.scenes import BENCHMARKS
-from experiments.train import log_steps
+from experiments.train import even_steps
 from experiments.zoo import build, load_config, markdown_table
 from extract import HeadcastError, load_checkpoint, read_probes
 from headcast.cli import build_parser
@@ -28,10 +28,9 @@ def _scores(path):
         return list(csv.DictReader(handle))
 
 
-def test_log_spaced_checkpoint_steps_are_distinct_and_end_at_the_last_step():
-    assert log_steps(1000, 5) == (15, 43, 122, 350, 1000)  # ratio ~2.9 between neighbours
-    assert len(log_steps(20, 5)) == 5 and log_steps(20, 5)[-1] == 20
-    assert len(log_steps(8, 8)) == 8
+def test_checkpoint_steps_are_evenly_spaced_and_end_at_the_last_step():
+    assert even_steps(1000, 5) == (200, 400, 600, 800, 1000)
+    assert even_steps(3, 3) == (1, 2, 3)
 
 
 def test_presets_meet_their_sizes():
