@@ -57,17 +57,19 @@ BENCHMARKS = (
     "attribute",
     "spatial",
 )
+
+
+def answers(task: str) -> list[str]:
+    """Every answer an item of `task` (a training task or a benchmark name) can have."""
+    if task.startswith("count_"):
+        return [str(k) for k in COUNTS]
+    if task == "pope" or task.startswith("pope_"):
+        return ["yes", "no"]
+    return list(RELATIONS) if task == "spatial" else list(COLOURS)
+
+
 # Chance accuracy, 1 / number of possible answers: what one answer given to every benchmark item scores.
-CHANCE = {
-    "count_general": 1 / len(COUNTS),
-    "count_object": 1 / len(COUNTS),
-    "count_super": 1 / len(COUNTS),
-    "pope_random": 0.5,
-    "pope_popular": 0.5,
-    "pope_adversarial": 0.5,
-    "attribute": 1 / len(COLOURS),
-    "spatial": 1 / len(RELATIONS),
-}
+CHANCE = {benchmark: 1 / len(answers(benchmark)) for benchmark in BENCHMARKS}
 DESCRIBE = "Describe the image ."
 
 
@@ -348,15 +350,6 @@ def make_item(rng: random.Random, task: str, grid: int = 4, index: int = 0) -> I
     if task not in makers:
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS + AUX_TASKS + BENCHMARKS)}")
     return makers[task](rng, grid)
-
-
-def answers(task: str) -> list[str]:
-    """Every answer an item of `task` (a training task or a benchmark name) can have."""
-    if task.startswith("count_"):
-        return [str(k) for k in COUNTS]
-    if task == "pope" or task.startswith("pope_"):
-        return ["yes", "no"]
-    return list(RELATIONS) if task == "spatial" else list(COLOURS)
 
 
 def make_items(seed: int, task: str, n: int, grid: int = 4) -> list[Item]:

@@ -322,7 +322,9 @@ def _language_job(preset: str, out: Path, seed: int, run_name: str, threads: int
 
 
 @functools.cache
-def _training_sets(preset: str, seed: int, arch: str, image_size: int, patch_size: int, grid: int) -> tuple:
+def _training_sets(
+    preset: str, seed: int, arch: str, image_size: int, patch_size: int, anyres_grid: int
+) -> tuple:
     """Caption, instruction and curriculum data encoded for one processor; cached per process."""
     from experiments import train
     from experiments.modeling import build_processor
@@ -333,7 +335,7 @@ def _training_sets(preset: str, seed: int, arch: str, image_size: int, patch_siz
         r.spec
         for r in config.runs
         if (r.spec.arch, r.spec.image_size, r.spec.patch_size, r.spec.anyres_grid)
-        == (arch, image_size, patch_size, grid)
+        == (arch, image_size, patch_size, anyres_grid)
     )
     processor = build_processor(spec, train.zoo_tokenizer())
 
