@@ -3,7 +3,9 @@
 Builds (or reuses) a zoo, extracts head features for every checkpoint, fits predictors with
 whole training runs held out, and compares headcast's held-out error with the cheap
 alternatives: the mean score, the benchmark run on as many items as the probe set has
-forward passes, and the training step alone. Everything lands in MLflow.
+forward passes, and the training step alone. Then the cost–error frontier: at every budget of
+answered items per benchmark, random items, anchor items and the hybrid estimators, under the
+protocols asked for. Everything lands in MLflow.
 """
 
 from __future__ import annotations
@@ -80,14 +82,19 @@ def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    import mlflow
     from transformers.utils import logging
 
+    from experiments.evaluate import items_path
     from experiments.report import settings_from_config, write_report
     from experiments.zoo import build, load_config
+    from predictor.anchors import write_anchor_probes
+    from predictor.budget import item_matrices
     from predictor.cli import format_report
     from predictor.dataset import build_dataset
-    from predictor.scores import read_scores
-    from predictor.tracking import fit_and_track
+    from predictor.frontier import format_frontier, frontier
+    from predictor.scores import check_items_match_scores, read_items, read_scores
+    from predictor.tracking import fit_and_track, log_frontier
 
     logging.disable_progress_bar()
     zoo = Path(args.zoo or Path("zoo") / args.preset)
@@ -97,6 +104,9 @@ def run_demo(args: argparse.Namespace) -> int:
     dataset = build_dataset(features, scores, settings)
     items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
     probe_count = len(read_probes(zoo / "probes" / "probes.jsonl"))
+    per_item = read_items(items_path(scores_csv))
+    check_items_match_scores(per_item, scores)
+    matrices = item_matrices(per_item, dataset.scores.index)
     report = fit_and_track(
         dataset,
         args.experiment,
@@ -104,8 +114,17 @@ def run_demo(args: argparse.Namespace) -> int:
         items=items.loc[dataset.scores.index],
         per_head=per_head,
         run_name=f"demo-{args.preset}",
+        item_results=matrices,
     )
     result = summary(report, dataset)
+    anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")
+    result["anchors"] = str(write_anchor_probes(anchors, zoo / "benchmarks", zoo / "anchors.jsonl"))
+    frontiers = [frontier(dataset, matrices, protocol, jobs=args.jobs) for protocol in args.protocols]
+    for result_of_protocol in frontiers:
+        log_frontier(result_of_protocol, report.run_id)
+    result["frontier"] = frontiers[0].as_json()
+    if len(frontiers) > 1:
+        result["frontiers"] = [f.as_json() for f in frontiers]
     report_settings = load_config(args.preset).raw.get("report")
     if report_settings is not None:  # presets that ask for it (full) also check the paper's claims
         result["report"] = str(write_report(zoo, zoo / "report", settings_from_config(report_settings)))
@@ -128,9 +147,27 @@ def run_demo(args: argparse.Namespace) -> int:
         "benchmarks; "
         f"registered headcast-predictor v{report.model_version} as @champion (MLflow run {report.run_id})."
     )
+    for result_of_protocol in frontiers:
+        print(f"\n{format_frontier(result_of_protocol)}")
+    print(
+        f"\nanchor items ({result['anchors']}): a new checkpoint answers them in one more prefill, "
+        "'headcast predict CKPT --probes PROBES --anchors ANCHORS'"
+    )
     if "report" in result:
         print(f"findings report: {result['report']}")
     return 0
+
+
+def _protocols(text: str) -> tuple[str, ...]:
+    from predictor.frontier import PROTOCOLS
+
+    names = PROTOCOLS if text == "all" else tuple(p for p in text.split(",") if p)
+    unknown = [p for p in names if p not in PROTOCOLS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown protocol {unknown[0] if unknown else text!r}; use {', '.join(PROTOCOLS)} or all"
+        )
+    return names
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -146,5 +183,12 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         "--jobs", type=int, default=os.cpu_count() or 1, help="zoo runs trained at once (default: CPU count)"
     )
     parser.add_argument("--experiment", default="headcast-demo", help="MLflow experiment name")
+    parser.add_argument(
+        "--protocols",
+        type=_protocols,
+        default=("new-run",),
+        help="frontier protocols, comma-separated or 'all' (new-run, new-family, during-training; "
+        "default new-run)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run_demo)

@@ -3,91 +3,70 @@
 A suite is a folder of JSONL files (one benchmark each, items with answers). Checkpoints load through
 `extract.load_checkpoint` and prompts through `extract.build_prompt`, so a zoo checkpoint and a real
 LLaVA checkpoint take exactly the same path. The result is a long table
-`checkpoint, benchmark, score, n` with scores in percent.
+`checkpoint, benchmark, score, n` with scores in percent, and beside it the per-item ground truth
+`checkpoint, benchmark, item, correct, answer, prob, confidence` that anchors and IRT learn from.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from extract import HeadcastError, Probe, build_prompt, read_probes
+from extract.answers import first_token_answers, is_correct
 
 SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
-NUMBER_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-        ]
-    )
-}
+ITEM_COLUMNS = ("checkpoint", "benchmark", "item", "correct", "answer", "prob", "confidence")
 
 
-def first_word(text: str) -> str:
-    """The first word of `text`, lower-cased, without punctuation ('Yes.' -> 'yes')."""
-    words = re.findall(r"[a-z0-9]+", text.lower())
-    return words[0] if words else ""
-
-
-def first_number(text: str) -> str:
-    """The first number in `text`, written in digits ('There are two.' -> '2'); '' if none."""
-    for word in re.findall(r"[a-z]+|\d+", text.lower()):
-        if word.isdigit():
-            return str(int(word))
-        if word in NUMBER_WORDS:
-            return NUMBER_WORDS[word]
-    return ""
-
-
-def is_correct(generated: str, answer: str) -> bool:
-    """Exact match: numbers against the first number generated, anything else against the first word."""
-    gold = answer.strip().lower()
-    if gold.isdigit():
-        return first_number(generated) == str(int(gold))
-    return first_word(generated) == first_word(gold)
-
-
-def generate_answers(
+def answer_items(
     checkpoint, probes: Sequence[Probe], batch_size: int = 64, max_new_tokens: int = 4
-) -> list[str]:
-    """Greedy answers of a loaded checkpoint (`extract.Checkpoint`) to `probes`, decoded to text."""
+) -> list[dict]:
+    """Per item of `probes`: greedy answer, exact-match `correct`, gold `prob` and `confidence`.
+
+    `correct` judges the whole generated answer (the ground truth); `prob` and `confidence` come from
+    the first generated token's distribution, as in extraction (`extract.answers`).
+    """
     import torch
 
     model, processor = checkpoint.model, checkpoint.processor
-    answers: list[str] = []
+    rows: list[dict] = []
     for start in range(0, len(probes), batch_size):
         block = probes[start : start + batch_size]
+        prompts = [build_prompt(processor, p.question) for p in block]
         inputs = processor(
-            images=[p.load_image() for p in block],
-            text=[build_prompt(processor, p.question) for p in block],
-            padding=True,
-            return_tensors="pt",
+            images=[p.load_image() for p in block], text=prompts, padding=True, return_tensors="pt"
         ).to(checkpoint.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(checkpoint.dtype)
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
-        new = out[:, inputs["input_ids"].shape[1] :]
-        answers += processor.tokenizer.batch_decode(new, skip_special_tokens=True)
-    return answers
+            out = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
+        generated = processor.tokenizer.batch_decode(
+            out.sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        first = first_token_answers(out.logits[0], processor.tokenizer, prompts, [p.answer for p in block])
+        for probe, text, stats in zip(block, generated, first, strict=True):
+            rows.append(
+                {
+                    "item": probe.id,
+                    "correct": is_correct(text, probe.answer or ""),
+                    "answer": text.strip(),
+                    "prob": stats.get("prob", float("nan")),
+                    "confidence": stats["confidence"],
+                }
+            )
+    return rows
 
 
 def suite_files(benchmarks: str | Path) -> list[Path]:
@@ -113,31 +92,43 @@ def load_suite(benchmarks: str | Path) -> dict[str, list[Probe]]:
     return suite
 
 
-def suite_accuracy(
-    checkpoint, suite: dict[str, Sequence[Probe]], batch_size: int = 64, max_new_tokens: int = 4
-) -> dict[str, float]:
-    """Benchmark name -> greedy exact-match accuracy (percent) of a loaded checkpoint."""
-    scores = {}
-    for name, probes in suite.items():
-        generated = generate_answers(checkpoint, probes, batch_size, max_new_tokens)
-        right = sum(is_correct(g, p.answer or "") for g, p in zip(generated, probes, strict=True))
-        scores[name] = 100.0 * right / len(probes)
-    return scores
-
-
 def evaluate_checkpoint(
     path: str | Path,
     suite: dict[str, list[Probe]],
     device: str = "auto",
     batch_size: int = 64,
     max_new_tokens: int = 4,
-) -> dict[str, tuple[float, int]]:
-    """Benchmark name -> (score in percent, number of items) for the checkpoint folder `path`."""
+) -> list[dict]:
+    """Per-item results (`benchmark, item, correct, answer, prob, confidence`) of the checkpoint at `path`."""
     from extract import load_checkpoint  # torch: only when a model is really loaded
 
     checkpoint = load_checkpoint(path, device=device)
-    accuracy = suite_accuracy(checkpoint, suite, batch_size, max_new_tokens)
-    return {name: (round(accuracy[name], 2), len(probes)) for name, probes in suite.items()}
+    return [  # the same scoring as `suite_accuracy`, item by item
+        {"benchmark": name} | row
+        for name, probes in suite.items()
+        for row in answer_items(checkpoint, probes, batch_size, max_new_tokens)
+    ]
+
+
+def suite_accuracy(
+    checkpoint, suite: dict[str, Sequence[Probe]], batch_size: int = 64, max_new_tokens: int = 4
+) -> dict[str, float]:
+    """Benchmark name -> greedy exact-match accuracy (percent) of a loaded checkpoint."""
+    scores = {}
+    for name, probes in suite.items():
+        rows = answer_items(checkpoint, probes, batch_size, max_new_tokens)
+        scores[name] = 100.0 * sum(row["correct"] for row in rows) / len(probes)
+    return scores
+
+
+def scores_of(items: Iterable[dict]) -> list[dict]:
+    """Long score rows (`checkpoint, benchmark, score, n`, score in percent) from per-item rows."""
+    import pandas as pd
+
+    table = pd.DataFrame(list(items))
+    grouped = table.groupby(["checkpoint", "benchmark"], sort=False)["correct"]
+    scores = pd.DataFrame({"score": (grouped.mean() * 100).round(2), "n": grouped.size()}).reset_index()
+    return scores.to_dict("records")
 
 
 def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
@@ -152,6 +143,25 @@ def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
     return out
 
 
+def write_items(rows: Iterable[dict], out: str | Path) -> Path:
+    """Write the per-item table as Parquet, atomically; read it back with `predictor.scores.read_items`."""
+    import pandas as pd
+
+    from extract.storage import atomic_output
+
+    out = Path(out)
+    table = pd.DataFrame(list(rows), columns=list(ITEM_COLUMNS))
+    with atomic_output(out) as tmp:
+        table.to_parquet(tmp, index=False)
+    return out
+
+
+def items_path(scores_csv: str | Path) -> Path:
+    """Where the per-item table of a score table lives: beside it, `<stem>.items.parquet`."""
+    scores_csv = Path(scores_csv)
+    return scores_csv.with_name(f"{scores_csv.stem}.items.parquet")
+
+
 def evaluate(
     checkpoints: Sequence[str | Path],
     benchmarks: str | Path,
@@ -161,19 +171,21 @@ def evaluate(
     max_new_tokens: int = 4,
     name_of: Callable[[Path], str] = str,
 ) -> list[dict]:
-    """Score every checkpoint on every benchmark of the suite and write the long table to `out`."""
+    """Score every checkpoint on the suite; write the long table to `out`, per-item results beside it."""
     suite = load_suite(benchmarks)
-    rows = []
+    items = []
     for path in tqdm([Path(c) for c in checkpoints], desc="evaluate", unit="checkpoint"):
-        for name, (score, n) in evaluate_checkpoint(path, suite, device, batch_size, max_new_tokens).items():
-            rows.append({"checkpoint": name_of(path), "benchmark": name, "score": score, "n": n})
-    write_scores(rows, out)
-    return rows
+        rows = evaluate_checkpoint(path, suite, device, batch_size, max_new_tokens)
+        items += [{"checkpoint": name_of(path)} | row for row in rows]
+    scores = scores_of(items)
+    write_items(items, items_path(out))
+    write_scores(scores, out)
+    return scores
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     evaluate(args.checkpoints, args.benchmarks, args.out, args.device, args.batch_size, args.max_new_tokens)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and its per-item results {items_path(args.out)}")
 
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -182,7 +194,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "evaluate",
         help="score checkpoints on a benchmark suite (greedy decoding, exact match)",
         description="Score checkpoint folders on a folder of benchmark JSONL files; "
-        "writes checkpoint,benchmark,score,n.",
+        "writes checkpoint,benchmark,score,n and, beside it, a per-item Parquet table.",
     )
     parser.add_argument("checkpoints", nargs="+", help="checkpoint folders (Hugging Face format)")
     parser.add_argument("--benchmarks", required=True, help="folder of <benchmark>.jsonl files (or one file)")

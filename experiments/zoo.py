@@ -8,6 +8,8 @@ checkpoints along training whose benchmark scores are then measured:
     DIR/probes/probes.jsonl           unlabeled probe items on other images, for extraction
     DIR/checkpoints/<run>/<step>/     ordinary Hugging Face checkpoint folders
     DIR/scores.csv                    checkpoint, benchmark, score, n (checkpoint relative to checkpoints/)
+    DIR/scores.items.parquet          per-item ground truth: checkpoint, benchmark, item, correct, answer,
+                                      prob (the gold answer's), confidence (the top token's)
 
 Every piece is written atomically and skipped when present, so an interrupted build resumes; the
 stamp refuses to mix two different configurations in one folder.
@@ -29,13 +31,13 @@ from typing import Any
 
 import yaml
 
-from experiments.evaluate import add_evaluate_parser, write_scores
+from experiments.evaluate import add_evaluate_parser, items_path, scores_of, write_items, write_scores
 from experiments.scenes import BENCHMARKS, CHANCE
 from extract import HeadcastError
 from extract.storage import atomic_output
 
 PRESETS = ("smoke", "small", "full")
-STAMP_VERSION = 1
+STAMP_VERSION = 2  # 2: per-item results
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,9 +245,11 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     todo = [r for r in config.runs if not (out / "checkpoints" / r.name / ".done").exists()]
     # One language model per LM shape, shared by the runs of that shape: pretrain them first.
     languages = {_lm_key(r.spec): r.name for r in todo if not _lm_file(out, r.spec).exists()}
+    unscored = sorted({p.parent.name for p in checkpoint_dirs(out) if not _items_file(out, p).exists()})
     stages = (
         ("language models", _language_job, list(languages.values())),
         ("runs", _run_job, [r.name for r in todo]),
+        ("evaluate", _evaluate_job, sorted(set(unscored) | {r.name for r in todo})),
     )
     for desc, job, names in stages:
         arguments = [(preset, out, seed, name, threads) for name in names]
@@ -253,13 +257,12 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
             timings[label] = seconds
     _training_sets.cache_clear()  # encoded training data is large; the zoo is built
 
-    t = time.perf_counter()
-    rows = score_zoo(out)
-    timings["evaluate"] = time.perf_counter() - t
+    items = zoo_items(out)
     timings["total"] = time.perf_counter() - started
     if todo or "vision" in timings:  # a call that only reuses the zoo keeps the record of its build
         _write_json(out / "build_times.json", timings)
-    return write_scores(rows, out / "scores.csv")
+    write_items(items, items_path(out / "scores.csv"))
+    return write_scores(scores_of(items), out / "scores.csv")
 
 
 def _in_parallel(job, arguments: list[tuple], jobs: int, desc: str):
@@ -411,24 +414,42 @@ def checkpoint_dirs(out: Path) -> list[Path]:
     )
 
 
-def score_zoo(out: Path, batch_size: int = 64) -> list[dict]:
-    """Score every checkpoint not scored yet (scores cached per checkpoint) and return all rows."""
-    from tqdm.auto import tqdm
+def _items_file(out: Path, checkpoint: Path) -> Path:
+    name = checkpoint.relative_to(out / "checkpoints").as_posix()
+    return out / "items" / f"{name.replace('/', '__')}.parquet"
+
+
+def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
+    """Score every checkpoint of one run not scored yet (cached per checkpoint, so scoring resumes)."""
+    import pandas as pd
+    import torch
 
     from experiments.evaluate import evaluate_checkpoint, load_suite
 
-    suite = None
-    rows = []
-    for path in tqdm(checkpoint_dirs(out), desc="evaluate", unit="checkpoint"):
+    torch.set_num_threads(threads)
+    if not progress:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+    t = time.perf_counter()
+    suite = load_suite(out / "benchmarks")
+    for path in checkpoint_dirs(out):
+        cached = _items_file(out, path)
+        if path.parent.name != run_name or cached.exists():
+            continue
         name = path.relative_to(out / "checkpoints").as_posix()
-        cached = out / "scores" / f"{name.replace('/', '__')}.json"
-        if not cached.exists():
-            suite = suite or load_suite(out / "benchmarks")
-            cached.parent.mkdir(exist_ok=True)
-            _write_json(cached, evaluate_checkpoint(path, suite, device="cpu", batch_size=batch_size))
-        for benchmark, (score, n) in json.loads(cached.read_text()).items():
-            rows.append({"checkpoint": name, "benchmark": benchmark, "score": score, "n": n})
-    return rows
+        rows = evaluate_checkpoint(path, suite, device="cpu")
+        with atomic_output(cached) as tmp:
+            pd.DataFrame([{"checkpoint": name} | row for row in rows]).to_parquet(tmp, index=False)
+    return f"evaluate {run_name}", time.perf_counter() - t
+
+
+def zoo_items(out: Path) -> list[dict]:
+    """The per-item results of every checkpoint, from the evaluation cache."""
+    import pandas as pd
+
+    tables = [pd.read_parquet(_items_file(out, path)) for path in checkpoint_dirs(out)]
+    return pd.concat(tables, ignore_index=True).to_dict("records")
 
 
 def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
@@ -504,4 +525,4 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     return parser
 
 
-__all__ = ["add_evaluate_parser", "add_zoo_parser", "build", "load_config", "markdown_table", "score_zoo"]
+__all__ = ["add_evaluate_parser", "add_zoo_parser", "build", "load_config", "markdown_table", "zoo_items"]

@@ -1,4 +1,4 @@
-"""`headcast extract`: checkpoints + probe set -> FEATURES.parquet (+ per-head table and heatmaps)."""
+"""`headcast extract`: checkpoints + probe set -> FEATURES.parquet (+ per-head table, heatmaps, answers)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def add_extract_parser(subparsers: argparse._SubParsersAction) -> None:
         "--per-head", type=Path, help="also write per-(layer, head) means (.parquet) and heatmaps"
     )
     parser.add_argument(
+        "--answers",
+        type=Path,
+        metavar="FILE.parquet",
+        help="also write each checkpoint's first-token answer and its confidence per probe (.parquet); "
+        "probes with an `answer` also get `correct` and `prob` (the gold answer's probability)",
+    )
+    parser.add_argument(
         "--query", choices=QUERY_POSITIONS, default="last-prompt", help="recorded query position"
     )
     parser.add_argument("--batch-size", type=int, default=8)
@@ -49,6 +56,7 @@ def checkpoint_name(path: Path, relative_to: Path | None) -> str:
 def run_extract(args: argparse.Namespace) -> int:
     from extract.pipeline import (  # torch: only when used
         ExtractionSettings,
+        answers_table,
         extract_features,
         per_head_tables,
     )
@@ -74,6 +82,9 @@ def run_extract(args: argparse.Namespace) -> int:
             slug = re.sub(r"[^A-Za-z0-9._]+", "-", m.checkpoint).strip("-")
             figure = head_heatmap(per_head[per_head["checkpoint"] == m.checkpoint], m.checkpoint)
             save_figure(figure, args.per_head.with_name(f"{args.per_head.stem}-{slug}.png"))
+    if args.answers is not None:
+        with atomic_output(args.answers) as tmp:
+            answers_table(metrics).to_parquet(tmp, index=False)
     thresholds = {
         "visual_mass_threshold": args.visual_mass_threshold,
         "concentration_threshold": args.concentration_threshold,

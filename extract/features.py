@@ -2,20 +2,30 @@
 
 Torch-free on purpose: the predictor and the service import this module for the schema.
 Layers map to relative-depth bins, heads are summarised inside each bin and over the whole
-model, so a 24-layer and a 40-layer model give rows with the same columns.
+model, so a 24-layer and a 40-layer model give rows with the same columns. Beside the head
+features, `confidence.*` columns summarise how sure the model is of its first answer token
+(label-free); their per-task columns depend on the probe set, not on the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
 METRICS: tuple[str, ...] = ("visual_mass", "text_mass", "region_mass", "concentration")  # recorded per head
 QUERY_POSITIONS: tuple[str, ...] = ("last-prompt", "first-generated", "answer-mean")  # a recorded setting
-FEATURE_SCHEMA_VERSION = "headcast-features/1"
+FEATURE_SCHEMA_VERSION = "headcast-features/2"
 DEPTH_BINS = 4
+HEAD_PREFIXES: tuple[str, ...] = ("all.", *(f"depth{b}." for b in range(DEPTH_BINS)))
+CONFIDENCE_PREFIX = "confidence."
+CONFIDENCE_QUANTILES = (10, 50, 90)
+# Average thresholded confidence (Garg et al. 2022) predicts accuracy as the share of items whose
+# confidence clears a threshold fitted on labelled models; the shares over a grid of thresholds let
+# the predictor fit that threshold (or a blend of them) inside its training folds.
+CONFIDENCE_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 PER_HEAD_COLUMNS = ["checkpoint", "layer", "head", *METRICS, "visual_head_rate"]
 SUMMARISED = ("visual_mass", "text_mass", "region_mass", "region_share", "concentration")
 
@@ -66,21 +76,55 @@ def depth_bins(n_layers: int, n_bins: int = DEPTH_BINS) -> np.ndarray:
     return np.minimum((centres * n_bins).astype(int), n_bins - 1)
 
 
+def _finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite values; NaN (not a warning) when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else np.nan
+
+
+def _finite_quantile(values: np.ndarray, q: float) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.quantile(finite, q)) if finite.size else np.nan
+
+
 def _summaries(means: dict[str, np.ndarray], layers: np.ndarray, prefix: str) -> dict[str, float]:
     row: dict[str, float] = {}
     for name in SUMMARISED:
         values = means[name][layers].ravel()
-        finite = values[np.isfinite(values)]
-        row[f"{prefix}.{name}.mean"] = float(finite.mean()) if finite.size else np.nan
-        row[f"{prefix}.{name}.q90"] = float(np.quantile(finite, 0.9)) if finite.size else np.nan
+        row[f"{prefix}.{name}.mean"] = _finite_mean(values)
+        row[f"{prefix}.{name}.q90"] = _finite_quantile(values, 0.9)
     rate = means["visual_head_rate"][layers].ravel()
     row[f"{prefix}.visual_head_rate.mean"] = float(rate.mean())
     row[f"{prefix}.visual_head_fraction"] = float((rate >= 0.5).mean())
     return row
 
 
-def feature_row(samples: np.ndarray, thresholds: VisualHeadThresholds) -> dict[str, float]:
-    """One feature row from [samples, layers, heads, METRICS]; its keys depend on no model size."""
+def confidence_features(answers: pd.DataFrame) -> dict[str, float]:
+    """Label-free features from per-probe `confidence` (top first-token probability) and `task`.
+
+    Mean, quantiles and thresholded shares over all probes, then one mean per task (probes without a
+    task count only in the overall ones). NaN where no probe has a confidence (`answer-mean`).
+    """
+    confidence = answers["confidence"].to_numpy(dtype=float)
+    row = {f"{CONFIDENCE_PREFIX}mean": _finite_mean(confidence)}
+    for q in CONFIDENCE_QUANTILES:
+        row[f"{CONFIDENCE_PREFIX}q{q}"] = _finite_quantile(confidence, q / 100)
+    finite = np.isfinite(confidence)
+    for t in CONFIDENCE_THRESHOLDS:
+        row[f"{CONFIDENCE_PREFIX}above{t:g}"] = _finite_mean(np.where(finite, confidence >= t, np.nan))
+    tasks = answers["task"]
+    for task in sorted(tasks.dropna().unique()):
+        row[f"{CONFIDENCE_PREFIX}task={task}"] = _finite_mean(confidence[(tasks == task).to_numpy()])
+    return row
+
+
+def feature_row(
+    samples: np.ndarray, thresholds: VisualHeadThresholds, answers: pd.DataFrame | None = None
+) -> dict[str, float]:
+    """One feature row from [samples, layers, heads, METRICS]; its head keys depend on no model size.
+
+    With the per-probe `answers` (columns `task`, `confidence`) the row also gets the confidence features.
+    """
     means = head_means(samples, thresholds)
     n_layers = samples.shape[1]
     bins = depth_bins(n_layers)
@@ -94,13 +138,23 @@ def feature_row(samples: np.ndarray, thresholds: VisualHeadThresholds) -> dict[s
     depth = (np.arange(n_layers) + 0.5) / n_layers
     layer_mass = means["visual_mass"].mean(axis=1)
     row["all.visual_mass.depth_centroid"] = float((depth * layer_mass).sum() / max(layer_mass.sum(), 1e-12))
-    return row
+    return row if answers is None else row | confidence_features(answers)
 
 
 def feature_columns() -> list[str]:
-    """The feature names of the current schema, in order."""
+    """The head-feature names of the current schema, in order (the confidence columns vary by probe set)."""
     dummy = np.full((1, DEPTH_BINS, 1, len(METRICS)), 0.5)
     return list(feature_row(dummy, VisualHeadThresholds()))
+
+
+def head_feature_columns(columns: Iterable[str]) -> list[str]:
+    """The attention (head) features among `columns`, in their order; the predictor uses the groups apart."""
+    return [c for c in columns if c.startswith(HEAD_PREFIXES)]
+
+
+def confidence_feature_columns(columns: Iterable[str]) -> list[str]:
+    """The label-free answer-confidence features among `columns`, in their order."""
+    return [c for c in columns if c.startswith(CONFIDENCE_PREFIX)]
 
 
 def write_features(table: pd.DataFrame, settings: dict[str, dict], path) -> None:

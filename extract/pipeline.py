@@ -1,4 +1,4 @@
-"""The extraction stage end to end: checkpoints + probe set -> head metrics -> feature rows."""
+"""The extraction stage end to end: checkpoints + probe set -> head metrics and answers -> feature rows."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from extract.answers import first_token_answers
 from extract.errors import HeadcastError
 from extract.features import (
     FEATURE_SCHEMA_VERSION,
@@ -33,10 +34,12 @@ from extract.loading import (
     weight_files,
 )
 from extract.probes import Probe, probe_set_hash
+from extract.prompts import build_prompt
 from extract.runner import record_batch
 from extract.storage import MetricsCache, cache_key, checkpoint_fingerprint
 
-METRICS_VERSION = "1"  # bump when the recorded numbers change meaning
+METRICS_VERSION = "2"  # bump when the recorded numbers change meaning (2: answers cached too)
+ANSWER_COLUMNS = ("item", "task", "answer", "correct", "prob", "confidence")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,23 +61,55 @@ class ExtractionSettings:
 
 @dataclasses.dataclass
 class HeadMetrics:
-    """Per-sample metrics of one checkpoint on one probe set: [samples, layers, heads, METRICS]."""
+    """One checkpoint on one probe set: per-sample head metrics and per-probe first-token answers.
+
+    `samples` is [samples, layers, heads, METRICS]; `answers` has one row per probe, columns
+    `ANSWER_COLUMNS` (`correct` is 0/1, NaN with `prob` where the probe has no gold answer).
+    """
 
     checkpoint: str
     samples: np.ndarray
     settings: dict
+    answers: pd.DataFrame
 
     def per_head(self, thresholds: VisualHeadThresholds) -> pd.DataFrame:
         return per_head_table(self.checkpoint, self.samples, thresholds)
 
     def feature_row(self, thresholds: VisualHeadThresholds) -> dict[str, float]:
-        return feature_row(self.samples, thresholds)
+        return feature_row(self.samples, thresholds, self.answers)
 
 
 def library_versions() -> dict[str, str]:
     names = ("torch", "transformers", "headcast")
     versions = {name: importlib.metadata.version(name) for name in names}
     return versions | {"python": platform.python_version()}
+
+
+def probe_answers(
+    checkpoint: Checkpoint, probes: Sequence[Probe], logits: torch.Tensor | None
+) -> list[dict[str, object]]:
+    """Per probe, the `ANSWER_COLUMNS` from its next-token `logits`; no answer (NaN) where logits is None.
+
+    The gold tokens are found after the very prompt string `encode_batch` gave the model.
+    """
+    if logits is None:
+        stats: list[dict[str, object]] = [{} for _ in probes]
+    else:
+        prompts = [build_prompt(checkpoint.processor, p.question) for p in probes]
+        answers = [p.answer for p in probes]
+        stats = first_token_answers(logits, checkpoint.processor.tokenizer, prompts, answers)
+    nan = float("nan")
+    return [
+        {
+            "item": probe.id,
+            "task": probe.task,
+            "answer": got.get("answer", ""),
+            "correct": float(got.get("correct", nan)),
+            "prob": got.get("prob", nan),
+            "confidence": got.get("confidence", nan),
+        }
+        for probe, got in zip(probes, stats, strict=True)
+    ]
 
 
 def measure_heads(
@@ -84,17 +119,20 @@ def measure_heads(
     batch_size: int = 8,
     progress: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Run the probes through a loaded (or live, training) model: [samples, layers, heads, METRICS].
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Run the probes through a loaded (or live, training) model: head metrics and answers, one prefill.
 
-    Region mass is NaN for probes without a box. Non-finite attention is an error, not a number.
-    `on_batch(done, total)` reports progress to callers without a terminal (the service).
+    Returns [samples, layers, heads, METRICS] and the per-probe answers (`ANSWER_COLUMNS`; all NaN
+    for `answer-mean`, whose input holds the answer). Region mass is NaN for probes without a box.
+    Non-finite attention is an error, not a number. `on_batch(done, total)` reports progress to
+    callers without a terminal (the service).
     """
-    chunks = []
+    chunks, answers = [], []
     starts = range(0, len(probes), batch_size)
     for start in tqdm(starts, desc=checkpoint.path.name, unit="batch", leave=False, disable=not progress):
         batch = list(probes[start : start + batch_size])
-        recorded = record_batch(checkpoint, encode_batch(checkpoint, batch, query), query).stacked()
+        recorder = record_batch(checkpoint, encode_batch(checkpoint, batch, query), query)
+        recorded = recorder.stacked()
         if not torch.isfinite(recorded).all():
             layer = int(torch.nonzero(~torch.isfinite(recorded))[0, 1])
             raise HeadcastError(
@@ -104,9 +142,10 @@ def measure_heads(
         no_box = torch.tensor([p.box is None for p in batch])
         recorded[no_box, :, :, METRICS.index("region_mass")] = float("nan")
         chunks.append(recorded.float().numpy())
+        answers += probe_answers(checkpoint, batch, recorder.next_token_logits)
         if on_batch is not None:
             on_batch(start + len(batch), len(probes))
-    return np.concatenate(chunks)
+    return np.concatenate(chunks), pd.DataFrame(answers, columns=list(ANSWER_COLUMNS))
 
 
 def extract_head_metrics(
@@ -118,7 +157,7 @@ def extract_head_metrics(
     progress: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> HeadMetrics:
-    """Head metrics of the checkpoint at `path`, from the cache when its content was seen before."""
+    """Head metrics and answers of the checkpoint at `path`, from the cache when its content was seen."""
     path = Path(path)
     config = read_config(path)
     dtype = resolve_dtype(settings.dtype, resolve_device(settings.device), config)
@@ -133,10 +172,12 @@ def extract_head_metrics(
     key = cache_key(**{k: str(v) for k, v in settings_record.items()})
     cache = cache or MetricsCache()
     if (hit := cache.get(key)) is not None:
-        samples, meta = hit
-        return HeadMetrics(name or str(path), samples, meta)
+        samples, answers, meta = hit
+        return HeadMetrics(name or str(path), samples, meta, answers)
     checkpoint = load_checkpoint(path, settings.device, settings_record["dtype"])
-    samples = measure_heads(checkpoint, probes, settings.query, settings.batch_size, progress, on_batch)
+    samples, answers = measure_heads(
+        checkpoint, probes, settings.query, settings.batch_size, progress, on_batch
+    )
     text = checkpoint.model.config.text_config
     meta = settings_record | {
         "arch": checkpoint.arch,
@@ -148,12 +189,12 @@ def extract_head_metrics(
     }
     del checkpoint
     gc.collect()
-    cache.put(key, samples, meta)
-    return HeadMetrics(name or str(path), samples, meta)
+    cache.put(key, samples, answers, meta)
+    return HeadMetrics(name or str(path), samples, meta, answers)
 
 
 def features_table(metrics: Sequence[HeadMetrics], thresholds: VisualHeadThresholds) -> pd.DataFrame:
-    """One row per checkpoint: `checkpoint`, `schema_version`, then the features."""
+    """One row per checkpoint: `checkpoint`, `schema_version`, the head features, the confidence features."""
     rows = [
         {"checkpoint": m.checkpoint, "schema_version": FEATURE_SCHEMA_VERSION} | m.feature_row(thresholds)
         for m in metrics
@@ -163,6 +204,12 @@ def features_table(metrics: Sequence[HeadMetrics], thresholds: VisualHeadThresho
 
 def per_head_tables(metrics: Sequence[HeadMetrics], thresholds: VisualHeadThresholds) -> pd.DataFrame:
     return pd.concat([m.per_head(thresholds) for m in metrics], ignore_index=True)
+
+
+def answers_table(metrics: Sequence[HeadMetrics]) -> pd.DataFrame:
+    """One row per (checkpoint, probe): `checkpoint` then `ANSWER_COLUMNS`."""
+    tables = [m.answers.assign(checkpoint=m.checkpoint) for m in metrics]
+    return pd.concat(tables, ignore_index=True)[["checkpoint", *ANSWER_COLUMNS]]
 
 
 def extract_features(

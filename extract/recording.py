@@ -44,6 +44,7 @@ class Recorder:
     keep_rows: bool = False
     metrics: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
     rows: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
+    next_token_logits: torch.Tensor | None = None  # [B, vocab] at the last prompt position, set by the runner
 
     def stacked(self) -> torch.Tensor:
         """[B, layers, heads, metrics], on the CPU."""

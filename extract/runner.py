@@ -1,9 +1,14 @@
-"""One forward pass (or prefill + one decode step) per batch, with the recorder attached."""
+"""One forward pass (or prefill + one decode step) per batch, with the recorder attached.
+
+The same prefill also yields the next-token logits at the last prompt position: on short-answer
+items, the model's answer. So answers cost no extra forward.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from extract.errors import HeadcastError
 from extract.inputs import EncodedBatch, QueryPosition, position_ids
 from extract.loading import Checkpoint
 from extract.recording import Recorder, record
@@ -17,14 +22,28 @@ def model_inputs(checkpoint: Checkpoint, batch: EncodedBatch) -> dict[str, torch
     return inputs
 
 
+def check_left_padded(attention_mask: torch.Tensor) -> None:
+    """The recorded query and the answer logits are at the last position: true only with left padding."""
+    if not bool(attention_mask[:, -1].all()):
+        raise HeadcastError(
+            "the batch is right-padded, so the last position is not every probe's last token; "
+            "set processor.tokenizer.padding_side = 'left'"
+        )
+
+
 @torch.inference_mode()
 def record_batch(
     checkpoint: Checkpoint, batch: EncodedBatch, query: QueryPosition, keep_rows: bool = False
 ) -> Recorder:
-    """Run the model on `batch` and return the recorder holding every layer's per-head metrics."""
+    """Run the model on `batch` and return the recorder holding every layer's per-head metrics.
+
+    `Recorder.next_token_logits` gets the [B, vocab] logits at the last prompt position (the first
+    answer token's distribution); it stays None for `answer-mean`, whose input holds the answer.
+    """
     model = checkpoint.model
     batch = batch.to(checkpoint.device)
     inputs = model_inputs(checkpoint, batch)
+    check_left_padded(inputs["attention_mask"])
     recorder = Recorder(
         query_index=batch.query_index,
         query_weight=batch.query_weight,
@@ -36,7 +55,8 @@ def record_batch(
     if query == "first-generated":
         # prefill without recording, then record the greedy first answer token's decode step
         prefill = model(**inputs, use_cache=True, logits_to_keep=1)
-        next_token = prefill.logits[:, -1].argmax(-1, keepdim=True)
+        recorder.next_token_logits = prefill.logits[:, -1]
+        next_token = recorder.next_token_logits.argmax(-1, keepdim=True)
         attention_mask = torch.cat([inputs["attention_mask"], torch.ones_like(next_token)], dim=1)
         with record(model, recorder):
             model(
@@ -49,5 +69,7 @@ def record_batch(
             )
     else:
         with record(model, recorder):
-            model(**inputs, use_cache=False, logits_to_keep=1)
+            output = model(**inputs, use_cache=False, logits_to_keep=1)
+        if query == "last-prompt":
+            recorder.next_token_logits = output.logits[:, -1]
     return recorder

@@ -1,4 +1,4 @@
-"""Atomic writes, checkpoint fingerprints and the content-keyed cache of head metrics.
+"""Atomic writes, checkpoint fingerprints and the content-keyed cache of head metrics and answers.
 
 Torch-free. A cache entry is keyed by what determines its numbers: the checkpoint's bytes,
 the probe set's bytes and the extraction settings; paths and timestamps never decide a hit.
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 
 def cache_root() -> Path:
@@ -73,21 +74,32 @@ def cache_key(**parts: str) -> str:
 
 
 class MetricsCache:
-    """Per-sample head metrics with their settings, one `.npz` per key, written atomically."""
+    """Per-sample head metrics, per-probe answers and their settings, one `.npz` per key, written atomically.
+
+    The answers table is stored as JSON of its columns, like the settings: floats round-trip exactly,
+    NaN and missing tasks survive, and nothing needs pickle to load.
+    """
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or cache_root()) / "head-metrics"
 
-    def get(self, key: str) -> tuple[np.ndarray, dict] | None:
+    def get(self, key: str) -> tuple[np.ndarray, pd.DataFrame, dict] | None:
+        """The cached (samples, answers, settings); None when absent, unreadable or from an older layout."""
         file = self.root / f"{key}.npz"
         if not file.is_file():
             return None
         try:
             with np.load(file) as data:
-                return data["samples"], json.loads(str(data["meta"]))
+                samples = data["samples"]
+                answers = pd.DataFrame(json.loads(str(data["answers"])))
+                meta = json.loads(str(data["meta"]))
         except (OSError, ValueError, KeyError):
             return None  # unreadable entry: recompute and overwrite
+        if len(answers) != len(samples):
+            return None
+        return samples, answers, meta
 
-    def put(self, key: str, samples: np.ndarray, meta: dict) -> None:
+    def put(self, key: str, samples: np.ndarray, answers: pd.DataFrame, meta: dict) -> None:
+        columns = json.dumps({name: answers[name].tolist() for name in answers.columns})
         with atomic_output(self.root / f"{key}.npz") as tmp, tmp.open("wb") as stream:
-            np.savez(stream, samples=samples, meta=json.dumps(meta))
+            np.savez(stream, samples=samples, answers=columns, meta=json.dumps(meta))

@@ -55,10 +55,14 @@ def _read_probes(probes: Any) -> list:
     return read_probes(probes) if isinstance(probes, str | Path) else list(probes)
 
 
-def measure_live_model(
-    model, processor, probes: Sequence, query: str = "last-prompt", batch_size: int = 8
-) -> dict[str, float]:
-    """The feature row of the model as it is now; its train/eval mode is left as it was."""
+def _read_anchors(anchors: Any) -> list:
+    from predictor.anchors import read_anchor_probes
+
+    return read_anchor_probes(anchors) if isinstance(anchors, str | Path) else list(anchors)
+
+
+def _measure(model, processor, probes: Sequence, query: str, batch_size: int):
+    """Head metrics and per-probe answers of the model as it is now; its train/eval mode is kept."""
     import torch
 
     from extract.loading import Checkpoint
@@ -79,11 +83,26 @@ def measure_live_model(
     tokenizer.padding_side = "left"  # the query row is the last position
     try:
         with torch.no_grad():
-            samples = measure_heads(checkpoint, probes, query, batch_size, progress=False)
+            return measure_heads(checkpoint, probes, query, batch_size, progress=False)
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
-    return feature_row(samples, VisualHeadThresholds())
+
+
+def measure_live_model(
+    model, processor, probes: Sequence, query: str = "last-prompt", batch_size: int = 8
+) -> dict[str, float]:
+    """The feature row of the model as it is now."""
+    samples, answers = _measure(model, processor, probes, query, batch_size)
+    return feature_row(samples, VisualHeadThresholds(), answers)
+
+
+def answer_live_anchors(model, processor, anchors: Sequence, batch_size: int = 8) -> dict[str, float]:
+    """The model's answers on the anchor items, as the anchor answer columns of a feature row."""
+    from predictor.hybrid import answer_row
+
+    _, answers = _measure(model, processor, anchors, "last-prompt", batch_size)
+    return answer_row(answers)
 
 
 def score_metrics(
@@ -115,12 +134,14 @@ def log_predicted_scores(
     batch_size: int = 8,
     prefix: str = "headcast",
     run_id: str | None = None,
+    anchors: Sequence | str | Path | None = None,
 ) -> dict[str, float]:
     """Measure the live model on `probes`, predict its scores, log them at `step`; returns the metrics.
 
-    `predictor`: a fitted HeadcastPredictor, a pyfunc model, or a model URI (default: the champion);
-    pass a resolved one when calling repeatedly. Metrics go to `run_id`, else the active MLflow run
-    (MLflow starts one if there is none).
+    `predictor`: a fitted HeadcastPredictor (or HybridPredictor), a pyfunc model, or a model URI
+    (default: the champion); pass a resolved one when calling repeatedly. With `anchors` (the anchor
+    probe file of a hybrid model) the model also answers those items and benchmarks get the anchored
+    estimate. Metrics go to `run_id`, else the active MLflow run (MLflow starts one if there is none).
     """
     import mlflow
 
@@ -129,8 +150,11 @@ def log_predicted_scores(
     started = time.perf_counter()
     predictor = resolve_predictor(predictor)
     features = measure_live_model(model, processor, _read_probes(probes), query, batch_size)
+    answers = (
+        {} if anchors is None else answer_live_anchors(model, processor, _read_anchors(anchors), batch_size)
+    )
     predictions = predict_rows(
-        predictor, pd.DataFrame([{"schema_version": FEATURE_SCHEMA_VERSION} | features])
+        predictor, pd.DataFrame([{"schema_version": FEATURE_SCHEMA_VERSION} | features | answers])
     )
     metrics = score_metrics(predictions, features, predictor.benchmarks_, prefix)
     metrics[metric_key(prefix, "seconds", sep="/")] = time.perf_counter() - started
@@ -161,11 +185,13 @@ class HeadcastCallback(TrainerCallback):
         query: str = "last-prompt",
         batch_size: int = 8,
         prefix: str = "headcast",
+        anchors: Sequence | str | Path | None = None,
     ) -> None:
         if not every_n_steps and not on_save:
             raise HeadcastError("HeadcastCallback needs every_n_steps > 0, on_save=True, or both")
         self.processor = processor
         self.probes = _read_probes(probes)  # read once: a bad probe file fails before training starts
+        self.anchors = None if anchors is None else _read_anchors(anchors)
         self.predictor = resolve_predictor(predictor)
         self.every_n_steps, self.log_on_save = every_n_steps, on_save
         self.query, self.batch_size, self.prefix = query, batch_size, prefix
@@ -186,6 +212,7 @@ class HeadcastCallback(TrainerCallback):
             query=self.query,
             batch_size=self.batch_size,
             prefix=self.prefix,
+            anchors=self.anchors,
         )
         self._last_step = step
         self.history.append((step, metrics))

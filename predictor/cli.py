@@ -33,6 +33,28 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
         "the training folds) when listed, else the lowest held-out MAE",
     )
     fit.add_argument("--per-head", type=Path, help="per-head table, to log layer x head heatmaps")
+    fit.add_argument(
+        "--items",
+        type=Path,
+        help="per-item results (Parquet/CSV from 'headcast evaluate', or a folder of lmms-eval --log_samples "
+        "output): learn anchor items and the hybrid estimator, and measure the cost-error frontier",
+    )
+    fit.add_argument(
+        "--anchors",
+        type=int,
+        default=8,
+        metavar="K",
+        help="anchor items per benchmark (default 8; with --items)",
+    )
+    fit.add_argument(
+        "--anchors-out",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="write the anchor items as a probe file for 'headcast predict --anchors' (needs --suite)",
+    )
+    fit.add_argument(
+        "--suite", type=Path, help="folder of <benchmark>.jsonl files the per-item results are on"
+    )
     fit.add_argument("--no-register", action="store_true", help="evaluate and log only")
     fit.set_defaults(func=run_fit)
 
@@ -46,6 +68,15 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("checkpoint", nargs="?", type=Path, metavar="CKPT_DIR")
     source.add_argument("--features", type=Path, help="feature table instead of a checkpoint")
     predict.add_argument("--probes", type=Path, help="probe set (needed with a checkpoint)")
+    predict.add_argument(
+        "--anchors",
+        type=Path,
+        help="anchor probe file from 'headcast fit --anchors-out': the checkpoint answers these items too, "
+        "and benchmarks whose anchors are all answered get the anchored (hybrid) estimate",
+    )
+    predict.add_argument(
+        "--answers", type=Path, help="with --features: per-probe answers from 'headcast extract --answers'"
+    )
     predict.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
     predict.add_argument(
         "--query",
@@ -101,15 +132,65 @@ def run_fit(args: argparse.Namespace) -> int:
     unknown = set(estimators) - set(ESTIMATORS)
     if unknown or not estimators:
         raise HeadcastError(f"unknown estimator(s) {sorted(unknown)}; choose from {', '.join(ESTIMATORS)}")
+    if args.anchors < 1:
+        raise HeadcastError(f"--anchors must be at least 1 item per benchmark, got {args.anchors}")
+    if args.anchors_out and not (args.items and args.suite):
+        raise HeadcastError(
+            "--anchors-out needs --items (to choose anchors) and --suite (to copy the items from)"
+        )
     dataset, items, probe_count = _load_fit_inputs(args)
+    item_results = _item_results(args, dataset) if args.items else None
     per_head = pd.read_parquet(args.per_head) if args.per_head else None
     report = fit_and_track(
-        dataset, args.experiment, estimators, probe_count, items, per_head, register=not args.no_register
+        dataset,
+        args.experiment,
+        estimators,
+        probe_count,
+        items,
+        per_head,
+        register=not args.no_register,
+        item_results=item_results,
+        anchors_per_benchmark=args.anchors,
     )
     print(format_report(report, dataset.benchmarks))
+    if item_results is not None:
+        from predictor.frontier import format_frontier, frontier
+        from predictor.tracking import log_frontier
+
+        result = frontier(dataset, item_results)
+        log_frontier(result, report.run_id)
+        print(f"\n{format_frontier(result)}")
+        if args.anchors_out:
+            _write_anchors(report.run_id, args.suite, args.anchors_out)
     registered = f"; registered headcast-predictor version {report.model_version} as @champion"
     print(f"chosen: {report.chosen} (MLflow run {report.run_id}{registered if report.model_version else ''})")
     return 0
+
+
+def _item_results(args: argparse.Namespace, dataset):
+    """Per-item results of the dataset's checkpoints, checked against the scores."""
+    from predictor.budget import item_matrices
+    from predictor.scores import check_items_match_scores, read_items, read_scores
+
+    items = read_items(args.items)
+    items = items[items["benchmark"].isin(dataset.benchmarks)]
+    check_items_match_scores(items, read_scores(args.scores))
+    missing = sorted(set(dataset.benchmarks) - set(items["benchmark"]))
+    if missing:
+        raise HeadcastError(
+            f"no per-item results for benchmark(s) {', '.join(missing)}; pass --benchmarks to fit the others"
+        )
+    return item_matrices(items, dataset.scores.index)
+
+
+def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
+    import mlflow
+
+    from predictor.anchors import write_anchor_probes
+
+    anchors = mlflow.artifacts.load_dict(f"runs:/{run_id}/anchors.json")
+    write_anchor_probes(anchors, suite, out)
+    print(f"anchor probe file: {out} ({sum(map(len, anchors.values()))} items)")
 
 
 def load_model(uri: str):
@@ -129,34 +210,49 @@ def load_model(uri: str):
         ) from None
 
 
-def predictions_as_json(predictions: pd.DataFrame, benchmarks: list[str]) -> dict:
-    """`{benchmark: {score, lower, upper, ood}}` for one row."""
-    row = predictions.iloc[0]
-    return {
-        b: {
-            "score": round(float(row[b]), 3),
-            "lower": round(float(row[f"{b}_lower"]), 3),
-            "upper": round(float(row[f"{b}_upper"]), 3),
-            "ood": bool(row["ood"]),
-        }
-        for b in benchmarks
-    }
+def _answers_of(answers: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The feature table with each checkpoint's anchor answers joined as columns."""
+    from predictor.hybrid import answer_columns
+
+    wide = answer_columns(answers)
+    return table.join(wide, on="checkpoint") if not wide.empty else table
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from predictor.pyfunc import prediction_json
+
     model = load_model(args.model)
     if args.features is not None:
+        if args.anchors is not None:
+            raise HeadcastError(
+                "--anchors needs a checkpoint; with --features pass --answers from 'headcast extract'"
+            )
         table, _ = read_features(args.features)
+        if args.answers is not None:
+            table = _answers_of(pd.read_parquet(args.answers), table)
     else:
         if args.probes is None:
             raise HeadcastError("predicting from a checkpoint needs --probes PROBES.jsonl")
-        from extract.pipeline import ExtractionSettings, extract_features
+        from extract.pipeline import ExtractionSettings, answers_table, extract_features
         from extract.probes import read_probes
 
         settings = ExtractionSettings(query=args.query, device=args.device, dtype=args.dtype)
         table, _ = extract_features(
             [args.checkpoint], read_probes(args.probes), settings, progress=not args.json
         )
+        if args.anchors is not None:  # one more small prefill: the answers on the anchor items
+            from predictor.anchors import read_anchor_probes
+            from predictor.hybrid import unanswered_anchors
+
+            anchors = read_anchor_probes(args.anchors)
+            _, metrics = extract_features([args.checkpoint], anchors, settings, progress=not args.json)
+            table = _answers_of(answers_table(metrics), table)
+            missing = unanswered_anchors(model.unwrap_python_model().predictor, table.columns)
+            if missing:
+                raise HeadcastError(
+                    f"{args.anchors} lacks {len(missing)} of the model's anchor items, e.g. {missing[0]!r}; "
+                    "write the file for this model with 'headcast fit --anchors-out'"
+                )
     try:
         predictions = model.predict(table.drop(columns=["checkpoint"]))
     except HeadcastError:
@@ -165,11 +261,10 @@ def run_predict(args: argparse.Namespace) -> int:
         raise HeadcastError(
             f"the features do not fit the model's schema ({str(err).splitlines()[0][:200]})"
         ) from None
-    benchmarks = [c for c in predictions.columns if c != "ood" and not c.endswith(("_lower", "_upper"))]
-    results = {
-        checkpoint: predictions_as_json(predictions.iloc[[i]], benchmarks)
-        for i, checkpoint in enumerate(table["checkpoint"])
-    }
+    benchmarks = [
+        c for c in predictions.columns if c != "ood" and not c.endswith(("_lower", "_upper", "_answered"))
+    ]
+    results = dict(zip(table["checkpoint"], prediction_json(predictions, benchmarks), strict=True))
     if args.json:
         print(json.dumps(next(iter(results.values())) if len(results) == 1 else results))
         return 0
@@ -177,6 +272,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(checkpoint)
         for b, s in scores.items():
             flag = "  (out of distribution)" if s["ood"] else ""
-            print(f"  {b:<22}{s['score']:6.1f}  [{s['lower']:5.1f}, {s['upper']:5.1f}]{flag}")
+            via = "  (anchors answered)" if s.get("answered") else ""
+            print(f"  {b:<22}{s['score']:6.1f}  [{s['lower']:5.1f}, {s['upper']:5.1f}]{flag}{via}")
     sys.stdout.flush()
     return 0

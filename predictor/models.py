@@ -80,7 +80,7 @@ class ShrunkToMean(RegressorMixin, BaseEstimator):
         return self.mean_ + self.weight * (self.regressor_.predict(X) - self.mean_)
 
 
-def _clearly_better(residuals: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> bool:
+def clearly_better(residuals: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> bool:
     """Whether `residuals` beat `baseline`'s by more than one standard error across runs.
 
     The one-standard-error rule with the mean as the simplest model: the winner of a dozen
@@ -102,43 +102,61 @@ def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
 
 
 class HeadcastPredictor(BaseEstimator):
-    """Benchmark scores (percent) from feature rows, with intervals and an out-of-distribution flag."""
+    """Benchmark scores (percent) from feature rows, with intervals and an out-of-distribution flag.
 
-    def __init__(self, estimator: str = "auto", coverage: float = 0.9, inner_folds: int = 5) -> None:
+    `feature_sets`: column lists tried in order (default: all columns as one set); with `auto`, a
+    later set (e.g. heads + confidence after confidence alone) replaces the best model so far only
+    when it beats it by one standard error across runs, as any model must beat the mean.
+    """
+
+    def __init__(
+        self,
+        estimator: str = "auto",
+        coverage: float = 0.9,
+        inner_folds: int = 5,
+        feature_sets: list[list[str]] | None = None,
+    ) -> None:
         self.estimator = estimator
         self.coverage = coverage
         self.inner_folds = inner_folds
+        self.feature_sets = feature_sets
 
     def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups: pd.Series) -> HeadcastPredictor:
         self.feature_names_ = list(X.columns)
         self.benchmarks_ = list(Y.columns)
         self.models_, self.half_widths_ = {}, {}
-        self.chosen_ = {}
+        self.chosen_, self.columns_ = {}, {}
         auto = self.estimator == "auto"
         names = REGRESSORS if auto else (self.estimator,)
         weights = SHRINK_WEIGHTS if auto else (1.0,)
-        mean_key = ("mean", 0.0)
+        feature_sets = self.feature_sets or [self.feature_names_]
         for benchmark in self.benchmarks_:
             known = Y[benchmark].notna().to_numpy()
-            x, y, g = X[known], Y.loc[known, benchmark], np.asarray(groups)[known]
-            folds = list(GroupKFold(n_splits=min(self.inner_folds, len(set(g)))).split(x, y, g))
+            y, g = Y.loc[known, benchmark], np.asarray(groups)[known]
+            folds = list(GroupKFold(n_splits=min(self.inner_folds, len(set(g)))).split(y, y, g))
             mean = np.empty(len(y))
             for train, test in folds:
                 mean[test] = y.iloc[train].mean()
-            # the mean first, so that it wins ties
-            residuals = {mean_key: y - np.clip(mean, 0, 100)} if auto else {}
-            for name in names:  # one cross-validation per regressor; its shrunk versions blend with the mean
-                predicted = cross_val_predict(make_regressor(name, X.shape[1]), x, y, groups=g, cv=folds)
-                for weight in weights:
-                    residuals[(name, weight)] = y - np.clip(mean + weight * (predicted - mean), 0, 100)
-            best = min(residuals, key=lambda key: np.abs(residuals[key]).mean())
-            if auto and not _clearly_better(residuals[best], residuals[mean_key], g):
-                best = mean_key
-            name, weight = best
+            # (residuals, set index, regressor, weight); the mean first, so that it wins ties
+            best = (y - np.clip(mean, 0, 100), 0, "mean", 0.0) if auto else None
+            for index, columns in enumerate(feature_sets):
+                x = X.loc[known, columns]
+                candidates = []
+                for name in names:  # one cross-validation per regressor; shrunk versions blend with the mean
+                    predicted = cross_val_predict(make_regressor(name, x.shape[1]), x, y, groups=g, cv=folds)
+                    for weight in weights:
+                        residual = y - np.clip(mean + weight * (predicted - mean), 0, 100)
+                        candidates.append((residual, index, name, weight))
+                winner = min(candidates, key=lambda c: np.abs(c[0]).mean())
+                if best is None or clearly_better(winner[0], best[0], g):
+                    best = winner
+            residuals, index, name, weight = best
+            columns = feature_sets[index]
+            self.columns_[benchmark] = columns
             self.chosen_[benchmark] = name if weight in (0.0, 1.0) else f"{name}x{weight:g}"
-            self.half_widths_[benchmark] = conformal_quantile(residuals[best], self.coverage)
-            regressor = make_regressor(name, X.shape[1]) if weight else None
-            self.models_[benchmark] = ShrunkToMean(regressor, weight).fit(x, y)
+            self.half_widths_[benchmark] = conformal_quantile(residuals, self.coverage)
+            regressor = make_regressor(name, len(columns)) if weight else None
+            self.models_[benchmark] = ShrunkToMean(regressor, weight).fit(X.loc[known, columns], y)
         # out of distribution: farther from every training row than any training row is from its nearest
         self.space_ = make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
@@ -154,7 +172,7 @@ class HeadcastPredictor(BaseEstimator):
         X = X[self.feature_names_]
         out = pd.DataFrame(index=X.index)
         for benchmark in self.benchmarks_:
-            score = np.clip(self.models_[benchmark].predict(X), 0, 100)
+            score = np.clip(self.models_[benchmark].predict(X[self.columns_[benchmark]]), 0, 100)
             width = self.half_widths_[benchmark]
             out[benchmark] = score
             out[f"{benchmark}_lower"] = np.clip(score - width, 0, 100)
@@ -169,9 +187,12 @@ class HeadcastPredictor(BaseEstimator):
         for benchmark, model in self.models_.items():
             if model.regressor_ is None:
                 continue
-            final = model.regressor_[-1]
+            final, used = model.regressor_[-1], self.columns_[benchmark]
             if hasattr(final, "coef_"):
-                columns[benchmark] = np.abs(final.coef_)
+                values = np.abs(final.coef_)
             elif hasattr(final, "booster_"):
-                columns[benchmark] = final.booster_.feature_importance(importance_type="gain")
+                values = final.booster_.feature_importance(importance_type="gain")
+            else:
+                continue
+            columns[benchmark] = pd.Series(values, index=used).reindex(self.feature_names_, fill_value=0.0)
         return pd.DataFrame(columns, index=self.feature_names_)

@@ -41,3 +41,56 @@ def feature_importance(importance: pd.DataFrame, title: str, top: int = 20) -> F
     ax.set(title=title, xlabel="mean share of importance")
     ax.tick_params(axis="y", labelsize=7)
     return figure
+
+
+FRONTIER_STYLE = {  # estimator -> (colour, line style): lines that need answers solid, label-free dashed
+    "subset": ("0.45", "-"),
+    "anchors": ("tab:blue", "-"),
+    "hybrid_without_heads": ("tab:orange", "-"),
+    "hybrid": ("tab:red", "-"),
+    "heads": ("tab:green", "--"),
+    "confidence": ("tab:purple", "--"),
+}
+
+
+def frontier_plot(mae: pd.DataFrame, title: str) -> Figure:
+    """Held-out MAE against answered items per benchmark: one panel per benchmark, then their mean.
+
+    `mae`: index (benchmark, estimator), columns the budgets k. Label-free estimators (k = 0 only)
+    are drawn as horizontal dashed lines across the panel: what no answers buy.
+    """
+    panels = [*mae.index.get_level_values("benchmark").unique(), "mean"]
+    mean = mae.groupby(level="estimator", sort=False).mean()
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    figure, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, layout="constrained"
+    )
+    budgets = [k for k in mae.columns if k > 0]
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        table = mean if panel == "mean" else mae.xs(panel, level="benchmark")
+        for estimator, row in table.iterrows():
+            colour, style = FRONTIER_STYLE.get(estimator, ("black", "-"))
+            answered = row[budgets].astype(float)
+            if answered.notna().any():
+                ax.plot(
+                    budgets,
+                    answered.to_numpy(),
+                    style,
+                    color=colour,
+                    marker="o",
+                    markersize=3,
+                    label=estimator,
+                )
+            elif pd.notna(row.get(0)):
+                ax.axhline(
+                    float(row[0]), color=colour, linestyle=style, linewidth=1, label=f"{estimator} (k=0)"
+                )
+        ax.set(title=panel, xscale="log", xlabel="answered items per benchmark", ylabel="MAE (points)")
+        ax.set_xticks(budgets, [str(k) for k in budgets])
+        ax.set_ylim(bottom=0)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=6)
+    figure.suptitle(title, fontsize=10)
+    return figure

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from typing import Any
+
 import joblib
 import mlflow.pyfunc
 import pandas as pd
@@ -36,4 +40,44 @@ def predict_rows(predictor, rows: pd.DataFrame) -> pd.DataFrame:
             "pass a full feature row from 'headcast extract'"
         )
     features = rows[predictor.feature_names_].apply(pd.to_numeric, errors="coerce")
-    return predictor.predict(features).reset_index(drop=True)
+    answers = rows.reindex(columns=getattr(predictor, "answer_columns_", [])).apply(
+        pd.to_numeric, errors="coerce"
+    )
+    _check_answers(answers)
+    return predictor.predict(pd.concat([features, answers], axis=1)).reset_index(drop=True)
+
+
+def _check_answers(answers: pd.DataFrame) -> None:
+    """Anchor answers are `correct` 0/1 and `prob` in [0, 1] (or missing): anything else is refused."""
+    for column, values in answers.items():
+        present = values.dropna()
+        bad = ~present.isin([0, 1]) if str(column).startswith("correct[") else ~present.between(0, 1)
+        if bad.any():
+            raise HeadcastError(
+                f"anchor answer column {column!r} holds {present[bad].iloc[0]!r}; correct[...] must be 0 or "
+                "1 and prob[...] a probability in [0, 1], as 'headcast extract --answers' writes them"
+            )
+
+
+def _finite(value: float) -> float | None:
+    return round(float(value), 3) if math.isfinite(float(value)) else None
+
+
+def prediction_json(predictions: pd.DataFrame, benchmarks: Sequence[str]) -> list[dict[str, Any]]:
+    """Per row `{benchmark: {score, lower, upper, ood[, answered]}}`: what the CLI and the service print.
+
+    `answered` (hybrid models only): whether the benchmark's anchor items were answered and used.
+    """
+    return [
+        {
+            b: {
+                "score": _finite(row[b]),
+                "lower": _finite(row[f"{b}_lower"]),
+                "upper": _finite(row[f"{b}_upper"]),
+                "ood": bool(row["ood"]),
+            }
+            | ({"answered": bool(row[f"{b}_answered"])} if f"{b}_answered" in row else {})
+            for b in benchmarks
+        }
+        for _, row in predictions.iterrows()
+    ]

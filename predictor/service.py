@@ -37,9 +37,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from extract.errors import HeadcastError
-from extract.features import FEATURE_SCHEMA_VERSION
+from extract.features import CONFIDENCE_PREFIX, FEATURE_SCHEMA_VERSION
 from predictor.cli import DEFAULT_MODEL, load_model
-from predictor.pyfunc import predict_rows
+from predictor.pyfunc import predict_rows, prediction_json
 
 log = logging.getLogger("headcast.serve")
 
@@ -185,26 +185,6 @@ class PredictRequest(BaseModel):
         return self
 
 
-def _finite(value: float) -> float | None:
-    return round(float(value), 3) if math.isfinite(value) else None
-
-
-def prediction_json(predictions: pd.DataFrame, benchmarks: Sequence[str]) -> list[dict[str, Any]]:
-    """Per row `{benchmark: {score, lower, upper, ood}}`, the shape `headcast predict --json` prints."""
-    return [
-        {
-            b: {
-                "score": _finite(row[b]),
-                "lower": _finite(row[f"{b}_lower"]),
-                "upper": _finite(row[f"{b}_upper"]),
-                "ood": bool(row["ood"]),
-            }
-            for b in benchmarks
-        }
-        for _, row in predictions.iterrows()
-    ]
-
-
 _controller = None
 
 
@@ -221,7 +201,11 @@ def _one_openmp_thread():
 
 def predict_table(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Predict feature rows through `predict_rows`, the one prediction path; bad rows are HeadcastErrors."""
-    known = set(model.predictor.feature_names_) | NON_FEATURES
+    known = (
+        set(model.predictor.feature_names_)
+        | set(getattr(model.predictor, "answer_columns_", []))
+        | NON_FEATURES
+    )
     unknown = sorted({name for row in rows for name in row} - known)
     if unknown:
         more = f" (+{len(unknown) - 3} more)" if len(unknown) > 3 else ""
@@ -247,12 +231,15 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     checkpoint: str = Field(min_length=1, max_length=4096, description="checkpoint folder")
     probes: str = Field(min_length=1, max_length=4096, description="probe set JSONL file")
+    anchors: str | None = Field(
+        None, min_length=1, max_length=4096, description="anchor probe file of a hybrid model (optional)"
+    )
     query: Query = "last-prompt"
 
-    @field_validator("checkpoint", "probes")
+    @field_validator("checkpoint", "probes", "anchors")
     @classmethod
-    def _no_nul(cls, value: str) -> str:
-        if "\x00" in value:
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
             raise ValueError("must not contain a NUL character")
         return value
 
@@ -288,6 +275,7 @@ class Job:
     checkpoint: str
     probes: str
     query: str
+    anchors: str | None = None
     status: Literal["queued", "running", "done", "failed"] = "queued"
     stage: str = "queued"
     done: int = 0
@@ -323,12 +311,12 @@ class JobQueue:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"headcast-jobs-{device}")
 
-    def submit(self, checkpoint: Path, probes: Path, query: str) -> Job:
+    def submit(self, checkpoint: Path, probes: Path, query: str, anchors: Path | None = None) -> Job:
         with self._lock:
             pending = sum(job.status == "queued" for job in self._jobs.values())
             if pending >= self.max_pending:
                 raise ServiceError(429, f"{pending} jobs are already queued; try again later")
-            job = Job(uuid.uuid4().hex, str(checkpoint), str(probes), query)
+            job = Job(uuid.uuid4().hex, str(checkpoint), str(probes), query, anchors and str(anchors))
             self._jobs[job.id] = job
             finished = [k for k, j in self._jobs.items() if j.status in ("done", "failed")]
             for key in finished[: max(0, len(self._jobs) - KEPT_JOBS)]:
@@ -389,7 +377,26 @@ class JobQueue:
         job.done = len(probes)  # also when the cache answered
         job.stage = "predicting"
         features = {"schema_version": FEATURE_SCHEMA_VERSION} | metrics.feature_row(VisualHeadThresholds())
-        prediction = predict_table(model, [features])[0]
+        answers = {}
+        if job.anchors is not None:  # one more small prefill: the answers on the anchor items
+            from predictor.anchors import read_anchor_probes
+            from predictor.hybrid import answer_row, unanswered_anchors
+
+            anchors = read_anchor_probes(job.anchors)
+            job.stage, job.done, job.total = "answering anchors", 0, len(anchors)
+            answered = extract_head_metrics(
+                job.checkpoint, anchors, settings, progress=False, on_batch=on_batch
+            )
+            answers = answer_row(answered.answers)
+            missing = unanswered_anchors(model.predictor, answers)
+            if missing:
+                raise HeadcastError(
+                    f"the anchor file lacks {len(missing)} of the model's anchor items, e.g. {missing[0]!r}"
+                )
+        # a model fitted on head features alone has no use for the confidence columns: send what it reads
+        known = set(model.predictor.feature_names_) | NON_FEATURES
+        row = {k: v for k, v in features.items() if k in known or not k.startswith(CONFIDENCE_PREFIX)}
+        prediction = predict_table(model, [row | answers])[0]
         return {
             "prediction": prediction,
             "model": {k: model.info[k] for k in ("uri", "registered_name", "version")},
@@ -569,6 +576,7 @@ def create_app(
         slot.get()  # no minutes of extraction for a prediction that cannot be made
         checkpoint = inside_roots(body.checkpoint, resolved_roots, "checkpoint")
         probes = inside_roots(body.probes, resolved_roots, "probes")
+        anchors = None if body.anchors is None else inside_roots(body.anchors, resolved_roots, "anchors")
         try:
             if not (checkpoint / "config.json").is_file():
                 raise ServiceError(
@@ -577,9 +585,13 @@ def create_app(
             if not probes.is_file():
                 raise ServiceError(404, f"probe file {body.probes[:200]!r} does not exist")
             _probe_images_inside(probes, resolved_roots)
+            if anchors is not None:
+                if not anchors.is_file():
+                    raise ServiceError(404, f"anchor file {body.anchors[:200]!r} does not exist")
+                _probe_images_inside(anchors, resolved_roots)
         except OSError as err:  # e.g. a name too long, a folder we may not read
             raise ServiceError(422, f"cannot read {err.filename or 'the paths'} ({err.strerror})") from None
-        job = jobs.submit(checkpoint, probes, body.query)
+        job = jobs.submit(checkpoint, probes, body.query, anchors)
         return {"id": job.id, "status": job.status, "url": f"/jobs/{job.id}"}
 
     @app.get("/jobs/{job_id}")

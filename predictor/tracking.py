@@ -19,12 +19,14 @@ import joblib
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, Schema
 
 from extract.features import FEATURE_SCHEMA_VERSION
 from extract.plots import head_heatmap
 from predictor import pyfunc_model
+from predictor.budget import BenchmarkItems
 from predictor.dataset import Dataset
 from predictor.evaluation import (
     family_folds,
@@ -35,6 +37,7 @@ from predictor.evaluation import (
     step_baseline,
     subset_baseline_mae,
 )
+from predictor.hybrid import HybridPredictor
 from predictor.models import ESTIMATORS, HeadcastPredictor
 from predictor.plots import feature_importance, predicted_vs_actual
 
@@ -99,7 +102,18 @@ def _log_metrics(table: pd.DataFrame, prefix: str = "") -> None:
             mlflow.log_metric(metric_key(*(p for p in (prefix, "mean", str(name)) if p)), float(value))
 
 
-def _register(model: HeadcastPredictor, example: pd.DataFrame) -> str:
+def _signature(model, example: pd.DataFrame) -> ModelSignature:
+    """Feature columns as required inputs; anchor answer columns (hybrid models) as optional ones."""
+    signature = infer_signature(example, model.predict(example[model.feature_names_]))
+    optional = [
+        ColSpec(DataType.double, name, required=False) for name in getattr(model, "answer_columns_", [])
+    ]
+    if optional:
+        signature = ModelSignature(Schema([*signature.inputs.inputs, *optional]), signature.outputs)
+    return signature
+
+
+def _register(model, example: pd.DataFrame) -> str:
     """Log `model` as a pyfunc with signature and example, register it, make it the champion."""
     packages = ("scikit-learn", "lightgbm", "pandas", "mlflow", "joblib")
     requirements = [f"{p}=={importlib.metadata.version(p)}" for p in packages]
@@ -110,7 +124,7 @@ def _register(model: HeadcastPredictor, example: pd.DataFrame) -> str:
             name="model",
             python_model=str(Path(pyfunc_model.__file__)),
             artifacts={"predictor": str(path)},
-            signature=infer_signature(example, model.predict(example[model.feature_names_])),
+            signature=_signature(model, example),
             input_example=example,
             registered_model_name=REGISTERED_NAME,
             pip_requirements=requirements,
@@ -132,8 +146,15 @@ def fit_and_track(
     per_head: pd.DataFrame | None = None,
     register: bool = True,
     run_name: str = "fit",
+    item_results: dict[str, BenchmarkItems] | None = None,
+    anchors_per_benchmark: int = 8,
 ) -> FitReport:
-    """Evaluate each estimator with whole runs held out, log everything, register the best."""
+    """Evaluate each estimator with whole runs held out, log everything, register the best.
+
+    With `item_results` (per-item results of every checkpoint) the registered model is a
+    `HybridPredictor`: anchors chosen on all checkpoints, answered estimates with the chosen
+    label-free estimator as fallback; its anchors are logged as `anchors.json`.
+    """
     configure_tracking()
     experiment_id = use_experiment(experiment)
     folds = run_folds(dataset)
@@ -190,8 +211,15 @@ def fit_and_track(
         if per_head is not None:
             _log_heatmaps(dataset, per_head)
         version = None
-        if register:
+        if item_results is not None:
+            final = HybridPredictor(anchors_per_benchmark).fit(
+                dataset.features, dataset.scores, dataset.groups, item_results
+            )
+            mlflow.log_dict(final.anchors_, "anchors.json")
+            mlflow.log_param("anchors_per_benchmark", anchors_per_benchmark)
+        elif register:
             final = HeadcastPredictor(chosen).fit(dataset.features, dataset.scores, dataset.groups)
+        if register:
             example = dataset.features.head(3).reset_index(drop=True)
             example.insert(0, "schema_version", FEATURE_SCHEMA_VERSION)
             mlflow.set_tag("regressor_per_benchmark", json.dumps(final.chosen_))
@@ -209,3 +237,22 @@ def _log_heatmaps(dataset: Dataset, per_head: pd.DataFrame, limit: int = 12) -> 
         if not table.empty:
             name = re.sub(r"[^A-Za-z0-9._-]+", "-", checkpoint)
             _log_figure(head_heatmap(table, checkpoint), f"heatmaps/{name}.png")
+
+
+def log_frontier(result, run_id: str) -> None:
+    """The cost–error frontier into an existing run: a figure, the table, and metrics per estimator and k."""
+    from predictor.plots import frontier_plot
+
+    with mlflow.start_run(run_id=run_id):
+        name = metric_key(result.protocol, sep="-")
+        _log_figure(
+            frontier_plot(result.mae, f"held-out MAE vs answered items ({result.protocol})"),
+            f"plots/frontier_{name}.png",
+        )
+        mlflow.log_text(result.mae.to_csv(), f"frontier_{name}.csv")
+        for estimator, row in result.mean().iterrows():
+            for k, value in row.items():
+                if pd.notna(value):
+                    mlflow.log_metric(
+                        metric_key("frontier", name, "mean", str(estimator), f"k{k}"), float(value)
+                    )

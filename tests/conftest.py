@@ -41,3 +41,13 @@ def tiny_probes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 ALL_SHAPES = list(PAPER_SHAPES)
+
+
+@pytest.fixture(scope="session")
+def smoke_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke zoo (3 runs x 5 checkpoints, 8 items per benchmark), built once per session."""
+    from experiments.zoo import build
+
+    out = tmp_path_factory.mktemp("zoo") / "smoke"
+    build("smoke", out, seed=0)
+    return out

@@ -56,22 +56,22 @@ def test_json_reports_baseline_ablated_and_random_sets_of_the_same_layers(model,
 def test_unablated_accuracy_is_the_evaluators_score(model, tiny_probes):
     suite = load_suite(tiny_probes)
     ours = ablated_accuracy(load_checkpoint(model, device="cpu"), suite)
-    assert ours["probes"] == pytest.approx(
-        evaluate_checkpoint(model, suite, device="cpu")["probes"][0], abs=0.01
-    )
+    rows = evaluate_checkpoint(model, suite, device="cpu")
+    assert ours["probes"] == pytest.approx(100 * sum(r["correct"] for r in rows) / len(rows), abs=0.01)
 
 
 def test_removing_every_head_changes_the_answers(model, tiny_probes, monkeypatch):
     import experiments.evaluate as module  # where generation happens
 
     answers: list[list[str]] = []
-    generate = module.generate_answers
+    generate = module.answer_items
 
     def spy(*args, **kwargs):
-        answers.append(generate(*args, **kwargs))
-        return answers[-1]
+        rows = generate(*args, **kwargs)
+        answers.append([row["answer"] for row in rows])
+        return rows
 
-    monkeypatch.setattr(module, "generate_answers", spy)
+    monkeypatch.setattr(module, "answer_items", spy)
     checkpoint, suite = load_checkpoint(model, device="cpu"), load_suite(tiny_probes)
     ablated_accuracy(checkpoint, suite)
     ablated_accuracy(checkpoint, suite, [(layer, head) for layer in range(4) for head in range(4)])

@@ -7,24 +7,32 @@ import json
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
+from predictor.frontier import ESTIMATORS as FRONTIER_ESTIMATORS
 from predictor.tracking import configure_tracking
 
 
 def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_champion(
-    tmp_path, monkeypatch, capsys
+    smoke_zoo, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert main(["demo", "--preset", "smoke", "--zoo", str(tmp_path / "zoo"), "--json"]) == 0
+    assert main(["demo", "--preset", "smoke", "--zoo", str(smoke_zoo), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["runs"] == 3 and result["checkpoints"] == 15 and result["estimator"] == "auto"
     assert len(result["benchmarks"]) == 8
     for entry in result["benchmarks"].values():
         assert set(entry) >= {"headcast", "mean_baseline", "subset_baseline", "step_baseline"}
         assert set(entry["headcast"]) >= {"mae", "spearman"} and entry["mean_baseline"]["mae"] >= 0
-    assert (tmp_path / "zoo" / "features.parquet").is_file() and (
-        tmp_path / "zoo" / "per_head.parquet"
-    ).is_file()
+    assert (smoke_zoo / "features.parquet").is_file() and (smoke_zoo / "per_head.parquet").is_file()
     configure_tracking()
     version = MlflowClient().get_model_version_by_alias("headcast-predictor", "champion")
     assert str(version.version) == result["model_version"]
+    frontier = result["frontier"]
+    assert frontier["protocol"] == "new-run" and frontier["k"] == [0, 2, 4, 8, 16, 32]
+    for estimators in frontier["mae"].values():
+        assert set(estimators) == set(FRONTIER_ESTIMATORS)
+        assert estimators["subset"][0] is None and estimators["heads"][1] is None
+        assert all(v >= 0 for v in estimators["hybrid"]) and all(v >= 0 for v in estimators["subset"][1:])
+    anchors = [json.loads(line) for line in (smoke_zoo / "anchors.jsonl").read_text().splitlines()]
+    assert {a["task"] for a in anchors} == set(result["benchmarks"]) and len(anchors) <= 8 * 8
+    assert all(a["answer"] for a in anchors)  # items whose correctness vectors coincide share one anchor

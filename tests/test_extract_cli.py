@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 import extract.pipeline
-from extract.features import FEATURE_SCHEMA_VERSION, feature_columns, read_features
+from extract.features import (
+    FEATURE_SCHEMA_VERSION,
+    confidence_feature_columns,
+    feature_columns,
+    head_feature_columns,
+    read_features,
+)
+from extract.pipeline import ANSWER_COLUMNS
 from headcast.cli import main
 from tests.conftest import ALL_SHAPES
 
@@ -19,7 +26,7 @@ def test_extract_writes_features_per_head_table_and_heatmap_for_each_architectur
     tiny_checkpoint, tiny_probes, tmp_path, shape
 ):
     folder = tiny_checkpoint(shape)
-    out, per_head = tmp_path / "features.parquet", tmp_path / "heads.parquet"
+    out, per_head, answers = (tmp_path / name for name in ("features.parquet", "heads.parquet", "a.parquet"))
     code = main(
         [
             "extract",
@@ -30,6 +37,8 @@ def test_extract_writes_features_per_head_table_and_heatmap_for_each_architectur
             str(out),
             "--per-head",
             str(per_head),
+            "--answers",
+            str(answers),
             "--relative-to",
             str(folder.parent),
             "--quiet",
@@ -37,7 +46,13 @@ def test_extract_writes_features_per_head_table_and_heatmap_for_each_architectur
     )
     assert code == 0
     table, settings = read_features(out)
-    assert list(table.columns) == ["checkpoint", "schema_version", *feature_columns()]
+    assert list(table.columns[:2]) == ["checkpoint", "schema_version"]
+    assert head_feature_columns(table.columns) == feature_columns()
+    assert confidence_feature_columns(table.columns) == [
+        *(f"confidence.{stat}" for stat in ("mean", "q10", "q50", "q90")),
+        *(f"confidence.above{t}" for t in ("0.3", "0.5", "0.7", "0.9")),
+        "confidence.task=count_object",
+    ]
     assert table["checkpoint"].tolist() == [shape] and table["schema_version"].tolist() == [
         FEATURE_SCHEMA_VERSION
     ]
@@ -49,6 +64,10 @@ def test_extract_writes_features_per_head_table_and_heatmap_for_each_architectur
     assert heads[["layer", "head"]].min().tolist() == [0, 0]
     assert heads["visual_mass"].between(0, 1).all() and heads["region_mass"].notna().all()
     assert (tmp_path / f"heads-{shape}.png").stat().st_size > 1000
+    per_probe = pd.read_parquet(answers)
+    assert list(per_probe.columns) == ["checkpoint", *ANSWER_COLUMNS]
+    assert per_probe["item"].tolist() == [f"tiny-{i}" for i in range(6)]
+    assert per_probe["correct"].isin([0.0, 1.0]).all() and per_probe["confidence"].between(0, 1).all()
 
 
 def test_a_second_run_is_served_from_the_cache_without_loading_a_model(

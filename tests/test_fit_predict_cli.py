@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import predictor.tracking
-from extract.features import read_features, write_features
+from extract.features import FEATURE_SCHEMA_VERSION, read_features, write_features
 from headcast.cli import main
 from tests.predictor_data import synthetic_tables
 
@@ -51,7 +51,7 @@ def test_fit_logs_nested_runs_and_registers_a_champion_that_predict_uses(tables,
     assert "plots/predicted_vs_actual.png" in artifacts
 
     version = MlflowClient().get_model_version_by_alias("headcast-predictor", "champion")
-    assert version.tags["feature_schema_version"] == "headcast-features/1"
+    assert version.tags["feature_schema_version"] == FEATURE_SCHEMA_VERSION
 
     assert main(["predict", "--features", str(features), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -68,7 +68,7 @@ def test_rows_of_another_feature_schema_are_refused(tables, capsys, tmp_path):
     write_features(table.assign(schema_version="headcast-features/0"), settings, tmp_path / "old.parquet")
     capsys.readouterr()
     assert main(["predict", "--features", str(tmp_path / "old.parquet")]) == 2
-    assert "does not match the model's 'headcast-features/1'" in capsys.readouterr().err
+    assert f"does not match the model's {FEATURE_SCHEMA_VERSION!r}" in capsys.readouterr().err
 
 
 def test_bad_input_creates_no_run_and_a_failed_fit_ends_failed(tables, capsys, monkeypatch):

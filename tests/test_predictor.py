@@ -11,7 +11,7 @@ import pytest
 from extract.errors import HeadcastError
 from predictor.dataset import build_dataset, run_of, step_of
 from predictor.evaluation import held_out_predictions, run_folds, score_predictions, subset_baseline_mae
-from predictor.models import ESTIMATORS, HeadcastPredictor, ShrunkToMean, _clearly_better, make_regressor
+from predictor.models import ESTIMATORS, HeadcastPredictor, ShrunkToMean, clearly_better, make_regressor
 from predictor.scores import read_scores
 from tests.predictor_data import synthetic_tables
 
@@ -49,8 +49,8 @@ def test_a_model_replaces_the_mean_only_when_its_gain_stands_out_from_run_to_run
     mean_residuals = np.full(24, 10.0)
     steady = np.full(24, 9.0)  # one point better on every run
     erratic = np.where(runs % 2 == 0, 5.0, 13.0)  # one point better on average, +5 / -3 by run
-    assert _clearly_better(steady, mean_residuals, runs)
-    assert not _clearly_better(erratic, mean_residuals, runs)
+    assert clearly_better(steady, mean_residuals, runs)
+    assert not clearly_better(erratic, mean_residuals, runs)
 
 
 def test_auto_uses_a_model_where_features_are_informative(dataset):

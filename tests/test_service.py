@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from extract.features import FEATURE_SCHEMA_VERSION
 from predictor.dataset import build_dataset
 from predictor.service import create_app
 from predictor.tracking import fit_and_track
@@ -117,7 +118,7 @@ def test_server_process_answers_health_model_predict_and_a_checkpoint_job(
     assert http.get(f"{server}/health").json() == {"status": "ok", "model_loaded": True}
     model = http.get(f"{server}/model").json()
     assert model["registered_name"] == "headcast-predictor" and model["alias"] == "champion"
-    assert model["version"] == "1" and model["feature_schema_version"] == "headcast-features/1"
+    assert model["version"] == "1" and model["feature_schema_version"] == FEATURE_SCHEMA_VERSION
     assert model["benchmarks"] == ["count", "pope"]
     assert "/predict" in http.get(f"{server}/openapi.json").json()["paths"]
 
@@ -145,7 +146,7 @@ def test_server_process_answers_health_model_predict_and_a_checkpoint_job(
     assert job["status"] == "done", job["error"]
     assert job["progress"] == {"stage": "done", "done": 6, "total": 6}
     assert set(job["result"]["prediction"]) == {"count", "pope"}
-    assert job["result"]["features"]["schema_version"] == "headcast-features/1"
+    assert job["result"]["features"]["schema_version"] == FEATURE_SCHEMA_VERSION
 
     tracking = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlruns' / 'mlflow.db'}")
     run = tracking.get_run(job["run_id"])
@@ -197,7 +198,8 @@ def test_rows_of_another_schema_or_with_unknown_columns_are_refused(client):
         "/predict", json={"features": feature_row() | {"schema_version": "headcast-features/0"}}
     )
     assert (
-        old.status_code == 422 and "does not match the model's 'headcast-features/1'" in old.json()["error"]
+        old.status_code == 422
+        and f"does not match the model's {FEATURE_SCHEMA_VERSION!r}" in old.json()["error"]
     )
     extra = client.post("/predict", json={"rows": [feature_row() | {"depth9.visual_mass.mean": 0.1}]})
     assert extra.status_code == 422 and "unknown feature column(s) 'depth9.visual_mass.mean'" in extra.text

@@ -16,13 +16,6 @@ from extract import HeadcastError, load_checkpoint, read_probes
 from headcast.cli import build_parser
 
 
-@pytest.fixture(scope="session")
-def smoke_zoo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("zoo") / "smoke"
-    build("smoke", out, seed=0)
-    return out
-
-
 def _scores(path):
     with open(path) as handle:
         return list(csv.DictReader(handle))

@@ -1,0 +1,235 @@
+"""The cost–error frontier: held-out error against the number of answered items per benchmark.
+
+For each budget k (answered items per benchmark) and each protocol, every checkpoint is estimated
+by estimators fitted without it, and compared with what the same forward passes buy otherwise:
+
+- `subset`: the accuracy on k random items (exact expectation over draws, hypergeometric);
+- `anchors`: the weighted accuracy on k anchor items chosen from the training checkpoints;
+- `heads`, `confidence`: no answers at all, a regression on head metrics or on the model's own
+  confidence over the probe set (k = 0 only);
+- `hybrid_without_heads`: anchors, their answers' probabilities, IRT and confidence, combined as
+  `AnchorPredictor` chooses inside the training folds (at k = 0: confidence);
+- `hybrid`: the same, where head metrics may enter when they help inside the training folds.
+
+Protocols, one per use: `new-run` (whole runs held out), `new-family` (a whole model family held
+out), `during-training` (a fold's runs have their first half of checkpoints benchmarked and their
+later ones predicted; the other folds' runs are fully known).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
+
+from extract.features import confidence_feature_columns, head_feature_columns
+from predictor.budget import AnchorPredictor, BenchmarkItems
+from predictor.dataset import Dataset
+from predictor.evaluation import family_folds, run_folds
+from predictor.hybrid import label_free_sets
+from predictor.models import HeadcastPredictor
+
+BUDGETS = (0, 2, 4, 8, 16, 32)
+ESTIMATORS = ("subset", "anchors", "heads", "confidence", "hybrid_without_heads", "hybrid")
+PROTOCOLS = ("new-run", "new-family", "during-training")
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def during_training_folds(dataset: Dataset) -> Folds:
+    """Run folds whose held-out runs keep their first half of checkpoints (by step) in training."""
+    folds = []
+    order = dataset.steps.groupby(dataset.groups).rank(method="first").to_numpy()
+    size = dataset.groups.map(dataset.groups.value_counts()).to_numpy()
+    early = order <= np.ceil(size / 2)
+    for train, test in run_folds(dataset):
+        folds.append((np.sort(np.concatenate([train, test[early[test]]])), test[~early[test]]))
+    return folds
+
+
+def protocol_folds(dataset: Dataset, protocol: str) -> Folds:
+    """Train/test indices of one protocol (empty where the data cannot support it)."""
+    if protocol == "new-run":
+        return run_folds(dataset)
+    if protocol == "new-family":
+        return family_folds(dataset)
+    if protocol == "during-training":
+        return during_training_folds(dataset)
+    raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+
+
+def subset_abs_error(data: BenchmarkItems, k: int, repeats: int = 400, seed: int = 0) -> np.ndarray:
+    """Per checkpoint, the expected absolute error (points) of the accuracy on k random items."""
+    rng = np.random.default_rng(seed)
+    n = data.correct.shape[1]
+    right = data.correct.sum(1).astype(int)
+    k = min(k, n)
+    draws = rng.hypergeometric(right, n - right, k, size=(repeats, len(right)))
+    return np.abs(100 * draws / k - 100 * right / n).mean(0)
+
+
+@dataclasses.dataclass
+class Frontier:
+    """Held-out MAE per benchmark, estimator and budget (NaN where an estimator needs no or some items)."""
+
+    protocol: str
+    budgets: tuple[int, ...]
+    mae: pd.DataFrame  # index (benchmark, estimator), columns budgets
+    chosen: pd.DataFrame  # hybrid's chosen method per fold, benchmark and k
+
+    def mean(self) -> pd.DataFrame:
+        """MAE averaged over benchmarks: rows estimators, columns budgets."""
+        return self.mae.groupby(level="estimator", sort=False).mean()
+
+    def as_json(self) -> dict:
+        def clean(values) -> list[float | None]:
+            return [None if pd.isna(v) else round(float(v), 3) for v in values]
+
+        mae: dict[str, dict[str, list[float | None]]] = {}
+        for (benchmark, estimator), row in self.mae.iterrows():
+            mae.setdefault(str(benchmark), {})[str(estimator)] = clean(row.to_numpy())
+        return {"protocol": self.protocol, "k": list(self.budgets), "mae": mae}
+
+
+def _label_free(dataset: Dataset, train: np.ndarray, test: np.ndarray) -> dict[str, pd.DataFrame]:
+    """k = 0: heads alone, confidence alone, and both as the label-free hybrid (chosen in the folds)."""
+    x, y, g = dataset.features, dataset.scores, dataset.groups
+    heads, confidence = head_feature_columns(x.columns), confidence_feature_columns(x.columns)
+    sets = {"heads": [heads]}
+    if confidence:
+        sets |= {"confidence": [confidence], "hybrid": label_free_sets(list(x.columns))}
+    out = {}
+    for name, feature_sets in sets.items():
+        model = HeadcastPredictor("auto", feature_sets=feature_sets)
+        model.fit(x.iloc[train], y.iloc[train], g.iloc[train])
+        out[name] = model.predict(x.iloc[test])[dataset.benchmarks]
+    out["hybrid_without_heads"] = out.get("confidence", out["heads"] * np.nan)
+    out.setdefault("hybrid", out["heads"])
+    return out
+
+
+def _with_answers(
+    data: BenchmarkItems,
+    features: dict[str, np.ndarray],
+    groups: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    budgets: tuple[int, ...],
+) -> list[dict]:
+    """k > 0 for one benchmark and fold: anchors, hybrid without heads and hybrid, per budget.
+
+    One BLAS/OpenMP thread: the matrices are small, and threads fighting over cores cost 5-7x.
+    """
+    with threadpool_limits(limits=1):
+        return _answers_per_budget(data, features, groups, train, test, budgets)
+
+
+def _answers_per_budget(data, features, groups, train, test, budgets) -> list[dict]:
+    rows = []
+    sets = list(features)
+    for k in budgets:
+        model = AnchorPredictor(k).fit(
+            data.rows(train), {n: f[train] for n, f in features.items()}, groups[train]
+        )
+        correct, prob = data.correct[test][:, model.anchors_], data.prob[test][:, model.anchors_]
+        test_features = {n: f[test] for n, f in features.items()}
+        without_heads = model.chosen_by_set_.get("confidence", model.chosen_by_set_[""])
+        for estimator, method in (
+            ("anchors", "anchors"),
+            ("hybrid_without_heads", without_heads),
+            ("hybrid", model.chosen_by_set_[sets[-1]] if sets else without_heads),
+        ):
+            rows.append(
+                {
+                    "k": k,
+                    "estimator": estimator,
+                    "method": method,
+                    "test": test,
+                    "predicted": model.predict(correct, prob, test_features, method),
+                }
+            )
+    return rows
+
+
+def frontier(
+    dataset: Dataset,
+    items: dict[str, BenchmarkItems],
+    protocol: str = "new-run",
+    budgets: tuple[int, ...] = BUDGETS,
+    jobs: int = 1,
+) -> Frontier:
+    """Held-out MAE of every estimator at every budget under `protocol` (items rows follow `dataset`)."""
+    folds = protocol_folds(dataset, protocol)
+    x = dataset.features
+    heads, confidence = head_feature_columns(x.columns), confidence_feature_columns(x.columns)
+    features = {}
+    if confidence:
+        features["confidence"] = x[confidence].to_numpy(float)
+    features["heads"] = x[confidence + heads].to_numpy(float)
+    groups = dataset.groups.to_numpy()
+    answered = tuple(k for k in budgets if k > 0)
+    tasks = [(b, f) for b in dataset.benchmarks for f in range(len(folds))]
+    results = Parallel(n_jobs=jobs)(
+        delayed(_with_answers)(items[b], features, groups, *folds[f], answered) for b, f in tasks
+    )
+    tested = np.concatenate([test for _, test in folds])
+    predicted = {}  # (benchmark, estimator, k) -> predictions over `tested` rows, in fold order
+    chosen = []
+    for (benchmark, fold), rows in zip(tasks, results, strict=True):
+        for row in rows:
+            key = (benchmark, row["estimator"], row["k"])
+            predicted.setdefault(key, pd.Series(np.nan, index=x.index))
+            predicted[key].iloc[row["test"]] = row["predicted"]
+            if row["estimator"] == "hybrid":
+                chosen.append({"fold": fold, "benchmark": benchmark, "k": row["k"], "method": row["method"]})
+    if 0 in budgets:
+        for train, test in folds:
+            for estimator, table in _label_free(dataset, train, test).items():
+                for benchmark in dataset.benchmarks:
+                    key = (benchmark, estimator, 0)
+                    predicted.setdefault(key, pd.Series(np.nan, index=x.index))
+                    predicted[key].iloc[test] = table[benchmark].to_numpy()
+    index = pd.MultiIndex.from_product([dataset.benchmarks, ESTIMATORS], names=["benchmark", "estimator"])
+    mae = pd.DataFrame(np.nan, index=index, columns=list(budgets))
+    for benchmark in dataset.benchmarks:
+        actual = pd.Series(items[benchmark].score, index=x.index).iloc[tested]
+        for k in answered:
+            mae.loc[(benchmark, "subset"), k] = subset_abs_error(items[benchmark].rows(tested), k).mean()
+        for (b, estimator, k), values in predicted.items():
+            if b == benchmark:
+                mae.loc[(benchmark, estimator), k] = float(np.abs(values.iloc[tested] - actual).mean())
+    return Frontier(protocol, tuple(budgets), mae, pd.DataFrame(chosen))
+
+
+def format_frontier(result: Frontier, detail_budgets: tuple[int, ...] = (8, 16)) -> str:
+    """The frontier as text: the mean over benchmarks at every budget, then each benchmark at a few."""
+
+    def cell(value: float) -> str:
+        return f"{value:>8.1f}" if pd.notna(value) else f"{'-':>8}"
+
+    budgets = list(result.budgets)
+    width = max(len(e) for e in ESTIMATORS) + 2
+    lines = [f"mean MAE over benchmarks ({result.protocol}); columns: answered items per benchmark"]
+    lines.append(f"{'':<{width}}" + "".join(f"{f'k={k}':>8}" for k in budgets))
+    for estimator, row in result.mean().iterrows():
+        lines.append(f"{estimator:<{width}}" + "".join(cell(row[k]) for k in budgets))
+    shown = [k for k in detail_budgets if k in budgets]
+    if shown:
+        benchmarks = list(result.mae.index.get_level_values("benchmark").unique())
+        lines.append("")
+        lines.append(
+            f"per benchmark, k = {', '.join(map(str, shown))}: subset / anchors / hybrid (no heads) / hybrid"
+        )
+        for benchmark in benchmarks:
+            table = result.mae.xs(benchmark, level="benchmark")
+            parts = [
+                " / ".join(
+                    f"{table.loc[e, k]:.1f}" for e in ("subset", "anchors", "hybrid_without_heads", "hybrid")
+                )
+                for k in shown
+            ]
+            lines.append(f"{benchmark:<{width}}" + "    ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""The fitted product when per-item results are known: anchored estimates with a label-free fallback.
+
+`HybridPredictor` is what `headcast fit --items` registers. Its input rows are feature rows plus,
+for checkpoints that answered the anchor items, one `correct[<benchmark>/<item>]` and one
+`prob[<benchmark>/<item>]` column per anchor. A benchmark whose anchors were all answered gets the
+anchored estimate (`AnchorPredictor`); any other gets the label-free one (`HeadcastPredictor` on
+confidence and head features), so a probe set without answers still predicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from extract.errors import HeadcastError
+from extract.features import confidence_feature_columns, head_feature_columns
+from predictor.budget import AnchorPredictor, BenchmarkItems
+from predictor.models import HeadcastPredictor, conformal_quantile
+
+
+def answer_column(kind: str, benchmark: str, item: str) -> str:
+    """`correct[<benchmark>/<item>]` or `prob[<benchmark>/<item>]`: one anchor's answer in a feature row."""
+    return f"{kind}[{benchmark}/{item}]"
+
+
+def answer_row(answers: pd.DataFrame) -> dict[str, float]:
+    """One checkpoint's per-probe answers (`item, task, correct, prob`) as anchor answer columns.
+
+    The probe's `task` names its benchmark, as in the anchor probe file; unlabelled probes add nothing.
+    """
+    row = {}
+    for probe in answers.itertuples():
+        if pd.notna(probe.correct) and isinstance(probe.task, str):
+            row[answer_column("correct", probe.task, probe.item)] = float(probe.correct)
+            row[answer_column("prob", probe.task, probe.item)] = float(probe.prob)
+    return row
+
+
+def answer_columns(answers: pd.DataFrame) -> pd.DataFrame:
+    """Per-probe answers of several checkpoints (with a `checkpoint` column) as one row per checkpoint."""
+    rows = {checkpoint: answer_row(table) for checkpoint, table in answers.groupby("checkpoint", sort=False)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def unanswered_anchors(predictor, columns: Collection[str]) -> list[str]:
+    """The model's anchor items (`benchmark/item`) without an answer column among `columns`."""
+    anchors = getattr(predictor, "anchors_", None)
+    if anchors is None:
+        raise HeadcastError(
+            "this model was fitted without per-item results, so it has no anchor items; "
+            "refit with 'headcast fit --items ...' or predict without --anchors"
+        )
+    return [
+        f"{b}/{item}"
+        for b, items in anchors.items()
+        for item in items
+        if answer_column("correct", b, item) not in columns
+    ]
+
+
+def label_free_sets(columns: list[str]) -> list[list[str]]:
+    """Confidence first, then confidence plus heads: heads must earn their place over confidence."""
+    heads, confidence = head_feature_columns(columns), confidence_feature_columns(columns)
+    return [confidence, confidence + heads] if confidence else [heads]
+
+
+class HybridPredictor(BaseEstimator):
+    """Scores from feature rows and, where given, answers on `k` anchor items per benchmark."""
+
+    def __init__(self, k: int = 8, coverage: float = 0.9) -> None:
+        self.k = k
+        self.coverage = coverage
+
+    def fit(
+        self, X: pd.DataFrame, Y: pd.DataFrame, groups: pd.Series, items: dict[str, BenchmarkItems]
+    ) -> HybridPredictor:
+        self.feature_names_ = list(X.columns)
+        self.benchmarks_ = list(Y.columns)
+        sets = label_free_sets(self.feature_names_)
+        self.label_free_ = HeadcastPredictor("auto", self.coverage, feature_sets=sets).fit(X, Y, groups)
+        self.feature_sets_ = (
+            {"confidence": sets[0], "heads": sets[-1]} if len(sets) == 2 else {"heads": sets[0]}
+        )
+        features = {name: X[columns].to_numpy(float) for name, columns in self.feature_sets_.items()}
+        self.anchored_, self.half_widths_, self.anchors_ = {}, {}, {}
+        for benchmark in self.benchmarks_:
+            model = AnchorPredictor(self.k).fit(items[benchmark], features, np.asarray(groups))
+            self.anchored_[benchmark] = model
+            self.half_widths_[benchmark] = conformal_quantile(model.residuals_, self.coverage)
+            self.anchors_[benchmark] = model.anchor_items_
+        self.answer_columns_ = [
+            answer_column(kind, b, item)
+            for b, anchors in self.anchors_.items()
+            for item in anchors
+            for kind in ("correct", "prob")
+        ]
+        self.chosen_ = {b: m.chosen_ for b, m in self.anchored_.items()}
+        return self
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """HeadcastPredictor's columns, plus `<benchmark>_answered`: whether the anchors were used."""
+        out = self.label_free_.predict(X[self.feature_names_])
+        features = {name: X[columns].to_numpy(float) for name, columns in self.feature_sets_.items()}
+        for benchmark, model in self.anchored_.items():
+            correct = X.reindex(
+                columns=[answer_column("correct", benchmark, i) for i in self.anchors_[benchmark]]
+            )
+            prob = X.reindex(columns=[answer_column("prob", benchmark, i) for i in self.anchors_[benchmark]])
+            answered = correct.notna().all(axis=1).to_numpy()
+            out[f"{benchmark}_answered"] = answered
+            if not answered.any():
+                continue
+            rows = {name: values[answered] for name, values in features.items()}
+            score = model.predict(correct.to_numpy(float)[answered], prob.to_numpy(float)[answered], rows)
+            width = self.half_widths_[benchmark]
+            out.loc[answered, benchmark] = score
+            out.loc[answered, f"{benchmark}_lower"] = np.clip(score - width, 0, 100)
+            out.loc[answered, f"{benchmark}_upper"] = np.clip(score + width, 0, 100)
+        return out

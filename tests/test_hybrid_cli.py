@@ -1,0 +1,95 @@
+"""Anchors and the hybrid estimator through the command line, on the smoke zoo and a real MLflow store."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from extract.features import read_features, write_features
+from headcast.cli import main
+
+
+@pytest.fixture(scope="module")
+def fitted(smoke_zoo, tmp_path_factory):
+    """Features of the smoke zoo, a fit with its per-item results, and the anchor probe file (once)."""
+    folder = tmp_path_factory.mktemp("hybrid")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        checkpoints = sorted(str(p.parent) for p in (smoke_zoo / "checkpoints").glob("*/*/config.json"))
+        probes = smoke_zoo / "probes" / "probes.jsonl"
+        common = ["--probes", str(probes), "--relative-to", str(smoke_zoo / "checkpoints"), "--quiet"]
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main(["extract", *checkpoints, "--out", "features.parquet", *common]) == 0
+            assert main([
+                "fit", "--features", "features.parquet", "--scores", str(smoke_zoo / "scores.csv"),
+                "--items", str(smoke_zoo / "scores.items.parquet"), "--anchors", "4",
+                "--suite", str(smoke_zoo / "benchmarks"), "--anchors-out", "anchors.jsonl",
+                "--estimators", "auto",
+            ]) == 0  # fmt: skip
+        yield checkpoints, probes, folder / "anchors.jsonl", printed.getvalue()
+
+
+@pytest.fixture
+def in_fitted_folder(fitted, monkeypatch):
+    """Each test runs where the fit's MLflow store is."""
+    monkeypatch.chdir(fitted[2].parent)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return fitted
+
+
+def test_fit_with_per_item_results_prints_the_frontier_and_writes_answered_anchors(fitted):
+    _, _, anchors, out = fitted
+    assert "mean MAE over benchmarks (new-run)" in out and "hybrid_without_heads" in out
+    lines = [json.loads(line) for line in anchors.read_text().splitlines()]
+    assert lines and all(line["answer"] and line["task"] for line in lines)
+    by_benchmark = pd.Series([line["task"] for line in lines]).value_counts()
+    assert len(by_benchmark) == 8 and (by_benchmark <= 4).all()
+
+
+def test_predict_uses_the_anchors_when_answered_and_the_label_free_estimate_otherwise(
+    in_fitted_folder, capsys
+):
+    checkpoints, probes, anchors, _ = in_fitted_folder
+    assert (
+        main(["predict", checkpoints[-1], "--probes", str(probes), "--anchors", str(anchors), "--json"]) == 0
+    )
+    answered = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert all(entry["answered"] for entry in answered.values())
+    assert all(entry["lower"] <= entry["score"] <= entry["upper"] for entry in answered.values())
+    assert main(["predict", checkpoints[-1], "--probes", str(probes), "--json"]) == 0
+    label_free = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not any(entry["answered"] for entry in label_free.values())
+
+
+def test_anchor_answers_of_the_wrong_type_or_without_answers_are_refused(in_fitted_folder, tmp_path, capsys):
+    checkpoints, probes, anchors, _ = in_fitted_folder
+    lines = [json.loads(line) for line in anchors.read_text().splitlines()]
+    stripped = tmp_path / "stripped.jsonl"
+    stripped.write_text(
+        "\n".join(json.dumps({k: v for k, v in line.items() if k != "answer"}) for line in lines)
+    )
+    code = main(["predict", checkpoints[-1], "--probes", str(probes), "--anchors", str(stripped)])
+    assert code == 2 and "has no answer or task" in capsys.readouterr().err
+    answers = pd.DataFrame([
+        {"checkpoint": "x", "item": line["id"], "task": line["task"], "correct": 1.0, "prob": 1.5}
+        for line in lines
+    ])  # fmt: skip
+    answers.to_parquet(tmp_path / "answers.parquet")
+    table, _ = read_features(anchors.parent / "features.parquet")
+    write_features(table.head(1).assign(checkpoint="x"), {}, tmp_path / "one.parquet")
+    code = main(
+        [
+            "predict",
+            "--features",
+            str(tmp_path / "one.parquet"),
+            "--answers",
+            str(tmp_path / "answers.parquet"),
+        ]
+    )
+    assert code == 2 and "must be 0 or 1 and prob" in capsys.readouterr().err
