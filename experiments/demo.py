@@ -113,6 +113,7 @@ def run_demo(args: argparse.Namespace) -> int:
         probe_count=probe_count,
         items=items.loc[dataset.scores.index],
         per_head=per_head,
+        estimators=args.estimators,
         run_name=f"demo-{args.preset}",
         item_results=matrices,
     )
@@ -183,6 +184,12 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         "--jobs", type=int, default=os.cpu_count() or 1, help="zoo runs trained at once (default: CPU count)"
     )
     parser.add_argument("--experiment", default="headcast-demo", help="MLflow experiment name")
+    parser.add_argument(
+        "--estimators",
+        type=lambda text: tuple(e for e in text.split(",") if e),
+        default=("auto",),
+        help="label-free estimators to compare (default auto; e.g. auto,ridge,lightgbm,knn)",
+    )
     parser.add_argument(
         "--protocols",
         type=_protocols,

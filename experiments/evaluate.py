@@ -23,24 +23,41 @@ SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
 ITEM_COLUMNS = ("checkpoint", "benchmark", "item", "correct", "answer", "prob", "confidence")
 
 
+def encode_items(processor, probes: Sequence[Probe], batch_size: int = 64) -> list[tuple[list, list, object]]:
+    """The processor's inputs for `probes`, batch by batch: `(probes, prompts, inputs)`.
+
+    Checkpoints that share a processor (the checkpoints of one training run) can share these.
+    """
+    batches = []
+    for start in range(0, len(probes), batch_size):
+        block = list(probes[start : start + batch_size])
+        prompts = [build_prompt(processor, p.question) for p in block]
+        inputs = processor(
+            images=[p.load_image() for p in block], text=prompts, padding=True, return_tensors="pt"
+        )
+        batches.append((block, prompts, inputs))
+    return batches
+
+
 def answer_items(
-    checkpoint, probes: Sequence[Probe], batch_size: int = 64, max_new_tokens: int = 4
+    checkpoint,
+    probes: Sequence[Probe],
+    batch_size: int = 64,
+    max_new_tokens: int = 4,
+    encoded: list[tuple[list, list, object]] | None = None,
 ) -> list[dict]:
     """Per item of `probes`: greedy answer, exact-match `correct`, gold `prob` and `confidence`.
 
     `correct` judges the whole generated answer (the ground truth); `prob` and `confidence` come from
-    the first generated token's distribution, as in extraction (`extract.answers`).
+    the first generated token's distribution, as in extraction (`extract.answers`). `encoded`: the
+    probes already through this checkpoint's processor (`encode_items`).
     """
     import torch
 
-    model, processor = checkpoint.model, checkpoint.processor
+    model, tokenizer = checkpoint.model, checkpoint.processor.tokenizer
     rows: list[dict] = []
-    for start in range(0, len(probes), batch_size):
-        block = probes[start : start + batch_size]
-        prompts = [build_prompt(processor, p.question) for p in block]
-        inputs = processor(
-            images=[p.load_image() for p in block], text=prompts, padding=True, return_tensors="pt"
-        ).to(checkpoint.device)
+    for block, prompts, encoding in encoded or encode_items(checkpoint.processor, probes, batch_size):
+        inputs = encoding.to(checkpoint.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(checkpoint.dtype)
         with torch.inference_mode():
@@ -52,10 +69,10 @@ def answer_items(
                 output_logits=True,
                 return_dict_in_generate=True,
             )
-        generated = processor.tokenizer.batch_decode(
+        generated = tokenizer.batch_decode(
             out.sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
         )
-        first = first_token_answers(out.logits[0], processor.tokenizer, prompts, [p.answer for p in block])
+        first = first_token_answers(out.logits[0], tokenizer, prompts, [p.answer for p in block])
         for probe, text, stats in zip(block, generated, first, strict=True):
             rows.append(
                 {
@@ -98,16 +115,30 @@ def evaluate_checkpoint(
     device: str = "auto",
     batch_size: int = 64,
     max_new_tokens: int = 4,
+    encoded: dict[str, dict] | None = None,
 ) -> list[dict]:
-    """Per-item results (`benchmark, item, correct, answer, prob, confidence`) of the checkpoint at `path`."""
+    """Per-item results (`benchmark, item, correct, answer, prob, confidence`) of the checkpoint at `path`.
+
+    `encoded`: a dict kept across calls, in which checkpoints with the same processor (those of one
+    run) share their encoded inputs; the images are then processed once per run, not per checkpoint.
+    """
     from extract import load_checkpoint  # torch: only when a model is really loaded
 
     checkpoint = load_checkpoint(path, device=device)
-    return [  # the same scoring as `suite_accuracy`, item by item
-        {"benchmark": name} | row
-        for name, probes in suite.items()
-        for row in answer_items(checkpoint, probes, batch_size, max_new_tokens)
-    ]
+    key = checkpoint.processor.to_json_string()
+    if encoded is not None and encoded.get("processor") != key:
+        encoded.clear()
+        encoded.update(processor=key, batches={})
+    batches = {} if encoded is None else encoded["batches"]
+    rows = []
+    for name, probes in suite.items():  # the same scoring as `suite_accuracy`, item by item
+        if name not in batches:
+            batches[name] = encode_items(checkpoint.processor, probes, batch_size)
+        rows += [
+            {"benchmark": name} | row
+            for row in answer_items(checkpoint, probes, batch_size, max_new_tokens, batches[name])
+        ]
+    return rows
 
 
 def suite_accuracy(

@@ -432,13 +432,13 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
 
         logging.disable_progress_bar()
     t = time.perf_counter()
-    suite = load_suite(out / "benchmarks")
+    suite, encoded = load_suite(out / "benchmarks"), {}
     for path in checkpoint_dirs(out):
         cached = _items_file(out, path)
         if path.parent.name != run_name or cached.exists():
             continue
         name = path.relative_to(out / "checkpoints").as_posix()
-        rows = evaluate_checkpoint(path, suite, device="cpu")
+        rows = evaluate_checkpoint(path, suite, device="cpu", batch_size=128, encoded=encoded)
         with atomic_output(cached) as tmp:
             pd.DataFrame([{"checkpoint": name} | row for row in rows]).to_parquet(tmp, index=False)
     return f"evaluate {run_name}", time.perf_counter() - t

@@ -57,14 +57,28 @@ def gold_token_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str)
     each with and without a leading space, counts; the unknown token never does. Empty when the
     answer needs more than one token: its probability is then undefined.
     """
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    ids = set()
-    for spelling in {answer, answer.lower(), answer.capitalize()}:
-        for text in (spelling, " " + spelling):
-            full = tokenizer(prompt + text, add_special_tokens=False)["input_ids"]
+    return batch_gold_token_ids(tokenizer, [prompt], [answer])[0]
+
+
+def batch_gold_token_ids(
+    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], answers: Sequence[str]
+) -> list[list[int]]:
+    """`gold_token_ids` of many items in one tokenizer call (a call per text costs more than the model)."""
+    texts, spans = [], []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        spellings = sorted({answer, answer.lower(), answer.capitalize()})
+        variants = [prompt, *(prompt + text for s in spellings for text in (s, " " + s))]
+        spans.append((len(texts), len(texts) + len(variants)))
+        texts += variants
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    out = []
+    for start, end in spans:
+        prompt_ids, ids = encoded[start], set()
+        for full in encoded[start + 1 : end]:
             if full[: len(prompt_ids)] == prompt_ids and len(full) == len(prompt_ids) + 1:
                 ids.add(full[-1])
-    return sorted(ids - {tokenizer.unk_token_id})
+        out.append(sorted(ids - {tokenizer.unk_token_id}))
+    return out
 
 
 def first_token_answers(
@@ -81,12 +95,20 @@ def first_token_answers(
     """
     probs = logits.float().softmax(-1)
     top = probs.max(-1)
+    labelled = [i for i, gold in enumerate(answers) if gold is not None]
+    gold_ids = dict(
+        zip(
+            labelled,
+            batch_gold_token_ids(tokenizer, [prompts[i] for i in labelled], [answers[i] for i in labelled]),
+            strict=True,
+        )
+    )
     rows = []
-    for i, (prompt, gold) in enumerate(zip(prompts, answers, strict=True)):
+    for i, gold in enumerate(answers):
         given = tokenizer.decode([int(top.indices[i])], skip_special_tokens=True)
         row: dict[str, object] = {"answer": given, "confidence": float(top.values[i])}
         if gold is not None:
-            ids = gold_token_ids(tokenizer, prompt, gold)
+            ids = gold_ids[i]
             row["correct"] = is_correct(given, gold)
             row["prob"] = float(probs[i, ids].sum()) if ids else float("nan")
         rows.append(row)
