@@ -116,6 +116,7 @@ def run_demo(args: argparse.Namespace) -> int:
         estimators=args.estimators,
         run_name=f"demo-{args.preset}",
         item_results=matrices,
+        jobs=args.jobs,
     )
     result = summary(report, dataset)
     anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")

@@ -25,8 +25,7 @@ from extract.features import confidence_feature_columns, head_feature_columns
 from predictor.budget import ALPHAS, AnchorPredictor, item_matrices
 from predictor.dataset import Dataset, build_dataset
 from predictor.frontier import during_training_folds
-from predictor.hybrid import label_free_sets
-from predictor.models import HeadcastPredictor
+from predictor.models import HeadcastPredictor, label_free_feature_sets
 
 
 def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:
@@ -43,8 +42,7 @@ def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:
 def forced_methods(dataset: Dataset, items: dict, budgets=(4, 8, 16)) -> pd.DataFrame:
     """Held-out MAE (mean over benchmarks) of each method, no selection: rows methods, columns k."""
     x = dataset.features
-    heads, confidence = head_feature_columns(x.columns), confidence_feature_columns(x.columns)
-    sets = {"confidence": x[confidence].to_numpy(float), "heads": x[confidence + heads].to_numpy(float)}
+    sets = {name: x[columns].to_numpy(float) for name, columns in label_free_feature_sets(x.columns).items()}
     groups = dataset.groups.to_numpy()
     folds = list(GroupKFold(5).split(x, groups=groups))
     errors: dict[tuple[str, int], list[float]] = {}
@@ -140,11 +138,11 @@ def changes_during_training(dataset: Dataset) -> pd.DataFrame:
 def where_confidence_is_weak(dataset: Dataset) -> pd.DataFrame:
     """Label-free MAE of heads, confidence and both, by thirds of the checkpoints' mean confidence."""
     x, y, g = dataset.features, dataset.scores, dataset.groups
-    sets = label_free_sets(list(x.columns))
+    sets = label_free_feature_sets(x.columns)
     models = {
         "heads": [head_feature_columns(x.columns)],
-        "confidence": [sets[0]],
-        "confidence then heads": sets,
+        "confidence": [sets["confidence"]],
+        "confidence then heads": list(sets.values()),
     }
     folds = list(GroupKFold(5).split(x, groups=g))
     thirds = pd.qcut(x["confidence.mean"], 3, labels=["lowest third", "middle third", "highest third"])

@@ -29,8 +29,7 @@ from extract.features import confidence_feature_columns, head_feature_columns
 from predictor.budget import AnchorPredictor, BenchmarkItems
 from predictor.dataset import Dataset
 from predictor.evaluation import family_folds, run_folds
-from predictor.hybrid import label_free_sets
-from predictor.models import HeadcastPredictor
+from predictor.models import HeadcastPredictor, label_free_feature_sets
 
 BUDGETS = (0, 2, 4, 8, 16, 32)
 ESTIMATORS = ("subset", "anchors", "heads", "confidence", "hybrid_without_heads", "hybrid")
@@ -100,7 +99,7 @@ def _label_free(dataset: Dataset, train: np.ndarray, test: np.ndarray) -> dict[s
     heads, confidence = head_feature_columns(x.columns), confidence_feature_columns(x.columns)
     sets = {"heads": [heads]}
     if confidence:
-        sets |= {"confidence": [confidence], "hybrid": label_free_sets(list(x.columns))}
+        sets |= {"confidence": [confidence], "hybrid": list(label_free_feature_sets(x.columns).values())}
     out = {}
     for name, feature_sets in sets.items():
         model = HeadcastPredictor("auto", feature_sets=feature_sets)
@@ -164,11 +163,8 @@ def frontier(
     """Held-out MAE of every estimator at every budget under `protocol` (items rows follow `dataset`)."""
     folds = protocol_folds(dataset, protocol)
     x = dataset.features
-    heads, confidence = head_feature_columns(x.columns), confidence_feature_columns(x.columns)
-    features = {}
-    if confidence:
-        features["confidence"] = x[confidence].to_numpy(float)
-    features["heads"] = x[confidence + heads].to_numpy(float)
+    sets = label_free_feature_sets(x.columns)
+    features = {name: x[columns].to_numpy(float) for name, columns in sets.items()}
     groups = dataset.groups.to_numpy()
     answered = tuple(k for k in budgets if k > 0)
     tasks = [(b, f) for b in dataset.benchmarks for f in range(len(folds))]
@@ -186,8 +182,11 @@ def frontier(
             if row["estimator"] == "hybrid":
                 chosen.append({"fold": fold, "benchmark": benchmark, "k": row["k"], "method": row["method"]})
     if 0 in budgets:
-        for train, test in folds:
-            for estimator, table in _label_free(dataset, train, test).items():
+        label_free = Parallel(n_jobs=jobs)(
+            delayed(_label_free)(dataset, train, test) for train, test in folds
+        )
+        for (_, test), tables in zip(folds, label_free, strict=True):
+            for estimator, table in tables.items():
                 for benchmark in dataset.benchmarks:
                     key = (benchmark, estimator, 0)
                     predicted.setdefault(key, pd.Series(np.nan, index=x.index))

@@ -13,12 +13,12 @@ from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 
 from extract.errors import HeadcastError
-from extract.features import confidence_feature_columns, head_feature_columns
 from predictor.budget import AnchorPredictor, BenchmarkItems
-from predictor.models import HeadcastPredictor, conformal_quantile
+from predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
 
 
 def answer_column(kind: str, benchmark: str, item: str) -> str:
@@ -61,36 +61,32 @@ def unanswered_anchors(predictor, columns: Collection[str]) -> list[str]:
     ]
 
 
-def label_free_sets(columns: list[str]) -> list[list[str]]:
-    """Confidence first, then confidence plus heads: heads must earn their place over confidence."""
-    heads, confidence = head_feature_columns(columns), confidence_feature_columns(columns)
-    return [confidence, confidence + heads] if confidence else [heads]
-
-
 class HybridPredictor(BaseEstimator):
     """Scores from feature rows and, where given, answers on `k` anchor items per benchmark."""
 
-    def __init__(self, k: int = 8, coverage: float = 0.9) -> None:
+    def __init__(self, k: int = 8, coverage: float = 0.9, jobs: int = 1) -> None:
         self.k = k
         self.coverage = coverage
+        self.jobs = jobs
 
     def fit(
         self, X: pd.DataFrame, Y: pd.DataFrame, groups: pd.Series, items: dict[str, BenchmarkItems]
     ) -> HybridPredictor:
         self.feature_names_ = list(X.columns)
         self.benchmarks_ = list(Y.columns)
-        sets = label_free_sets(self.feature_names_)
+        self.feature_sets_ = label_free_feature_sets(self.feature_names_)
+        sets = list(self.feature_sets_.values())
         self.label_free_ = HeadcastPredictor("auto", self.coverage, feature_sets=sets).fit(X, Y, groups)
-        self.feature_sets_ = (
-            {"confidence": sets[0], "heads": sets[-1]} if len(sets) == 2 else {"heads": sets[0]}
-        )
         features = {name: X[columns].to_numpy(float) for name, columns in self.feature_sets_.items()}
-        self.anchored_, self.half_widths_, self.anchors_ = {}, {}, {}
-        for benchmark in self.benchmarks_:
-            model = AnchorPredictor(self.k).fit(items[benchmark], features, np.asarray(groups))
-            self.anchored_[benchmark] = model
-            self.half_widths_[benchmark] = conformal_quantile(model.residuals_, self.coverage)
-            self.anchors_[benchmark] = model.anchor_items_
+        fitted = Parallel(n_jobs=self.jobs)(
+            delayed(AnchorPredictor(self.k).fit)(items[b], features, np.asarray(groups))
+            for b in self.benchmarks_
+        )
+        self.anchored_ = dict(zip(self.benchmarks_, fitted, strict=True))
+        self.half_widths_ = {
+            b: conformal_quantile(m.residuals_, self.coverage) for b, m in self.anchored_.items()
+        }
+        self.anchors_ = {b: m.anchor_items_ for b, m in self.anchored_.items()}
         self.answer_columns_ = [
             answer_column(kind, b, item)
             for b, anchors in self.anchors_.items()

@@ -9,6 +9,7 @@ held out there too and the width reflects error on unseen runs, not on seen ones
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,8 @@ from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from extract.features import confidence_feature_columns
+
 REGRESSORS = ("ridge", "lightgbm", "knn")
 # `auto` picks, per benchmark, the training mean or a regressor shrunk toward it, with the lowest
 # grouped cross-validated error inside the training data, so the choice itself never sees held-out
@@ -30,6 +33,16 @@ REGRESSORS = ("ridge", "lightgbm", "knn")
 # training runs that is usually the better bet.
 ESTIMATORS = ("auto", *REGRESSORS)
 SHRINK_WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # of the regressor; the rest is the mean
+
+
+def label_free_feature_sets(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Named label-free feature sets in the order they compete: confidence, then everything (heads too).
+
+    Heads must earn their place over the model's confidence, the obvious label-free competitor.
+    """
+    columns = list(columns)
+    confidence = confidence_feature_columns(columns)
+    return {"confidence": confidence, "heads": columns} if confidence else {"heads": columns}
 
 
 def make_regressor(name: str, n_features: int) -> Pipeline:
@@ -104,9 +117,10 @@ def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
 class HeadcastPredictor(BaseEstimator):
     """Benchmark scores (percent) from feature rows, with intervals and an out-of-distribution flag.
 
-    `feature_sets`: column lists tried in order (default: all columns as one set); with `auto`, a
-    later set (e.g. heads + confidence after confidence alone) replaces the best model so far only
-    when it beats it by one standard error across runs, as any model must beat the mean.
+    `feature_sets`: column lists tried in order (default: all columns, or for `auto` the
+    `label_free_feature_sets`, confidence first); with `auto`, a later set (e.g. heads and
+    confidence after confidence alone) replaces the best model so far only when it beats it by
+    one standard error across runs, as any model must beat the mean.
     """
 
     def __init__(
@@ -129,7 +143,10 @@ class HeadcastPredictor(BaseEstimator):
         auto = self.estimator == "auto"
         names = REGRESSORS if auto else (self.estimator,)
         weights = SHRINK_WEIGHTS if auto else (1.0,)
-        feature_sets = self.feature_sets or [self.feature_names_]
+        default = (
+            list(label_free_feature_sets(self.feature_names_).values()) if auto else [self.feature_names_]
+        )
+        feature_sets = self.feature_sets or default
         for benchmark in self.benchmarks_:
             known = Y[benchmark].notna().to_numpy()
             y, g = Y.loc[known, benchmark], np.asarray(groups)[known]

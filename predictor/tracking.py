@@ -148,6 +148,7 @@ def fit_and_track(
     run_name: str = "fit",
     item_results: dict[str, BenchmarkItems] | None = None,
     anchors_per_benchmark: int = 8,
+    jobs: int = 1,
 ) -> FitReport:
     """Evaluate each estimator with whole runs held out, log everything, register the best.
 
@@ -212,7 +213,7 @@ def fit_and_track(
             _log_heatmaps(dataset, per_head)
         version = None
         if item_results is not None:
-            final = HybridPredictor(anchors_per_benchmark).fit(
+            final = HybridPredictor(anchors_per_benchmark, jobs=jobs).fit(
                 dataset.features, dataset.scores, dataset.groups, item_results
             )
             mlflow.log_dict(final.anchors_, "anchors.json")

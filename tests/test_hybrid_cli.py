@@ -93,3 +93,19 @@ def test_anchor_answers_of_the_wrong_type_or_without_answers_are_refused(in_fitt
         ]
     )
     assert code == 2 and "must be 0 or 1 and prob" in capsys.readouterr().err
+
+
+def test_one_prefill_gives_the_evaluators_answers_on_single_token_items(smoke_zoo):
+    from extract.pipeline import ExtractionSettings, answers_table, extract_features
+    from extract.probes import read_probes
+
+    checkpoint = sorted((smoke_zoo / "checkpoints").glob("*/*/config.json"))[-1].parent
+    name = checkpoint.relative_to(smoke_zoo / "checkpoints").as_posix()
+    probes = [p for file in sorted((smoke_zoo / "benchmarks").glob("*.jsonl")) for p in read_probes(file)]
+    _, metrics = extract_features(
+        [checkpoint], probes, ExtractionSettings(device="cpu"), [name], progress=False
+    )
+    extracted = answers_table(metrics).set_index("item")
+    truth = pd.read_parquet(smoke_zoo / "scores.items.parquet").query("checkpoint == @name").set_index("item")
+    assert (extracted.loc[truth.index, "correct"].astype(bool) == truth["correct"].astype(bool)).all()
+    assert extracted.loc[truth.index, "prob"].to_numpy() == pytest.approx(truth["prob"].to_numpy(), abs=1e-4)
