@@ -5,7 +5,7 @@ items (right or wrong, and the gold answer's probability) and, optionally, label
 of the same prefill (confidence, head metrics). It tries several ways of combining them and
 keeps, by grouped cross-validation inside the training data, the one that generalises to unseen
 runs; methods that use the extra features (the heads) must beat the best method without them by
-one standard error across runs, so heads enter only where they help.
+one (heads: two) standard errors across runs, so heads enter only where they help.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from extract.errors import HeadcastError
 from predictor.anchors import choose_anchors
 from predictor.irt import IRT
-from predictor.models import clearly_better
+from predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
 
 ALPHAS = np.logspace(-2, 4, 13)
 # Without label-free features: the anchors' weighted accuracy (0/1 or the gold probability), IRT's
@@ -209,9 +209,10 @@ class AnchorPredictor(BaseEstimator):
 
     `fit(data, features, groups)`: per-item results of the training checkpoints, named sets of their
     label-free features (e.g. {"confidence": C, "heads": C+H}; may be empty) and their runs.
-    Methods without features compete first; each later feature set's methods replace the best so
-    far only when they beat it by one standard error across runs. `chosen_` names the method kept,
-    `chosen_by_set_` the best after each set (what a fit stopping at that set would keep).
+    Methods without features compete first; each feature set's methods replace the best so far
+    only when they beat it by one standard error across runs (two for sets after the first).
+    `chosen_` names the method kept, `chosen_by_set_` the best after each set (what a fit
+    stopping at that set would keep).
     `predict(correct, prob, features)`: new checkpoints' answers on `anchors_` (in that order).
     """
 
@@ -260,7 +261,7 @@ class AnchorPredictor(BaseEstimator):
         best = min(BASE_METHODS, key=lambda m: _mae(residual[m]))
         self.chosen_by_set_ = {"": best}
         self.blends_: dict[str, tuple[str, float]] = {}  # set -> (partner method, weight of the features)
-        for name in features:
+        for index, name in enumerate(features):
             # precision weighting: each source weighted by the inverse of its cross-validated error variance
             base_var = np.var(residual[best]) + 1e-9
             weight = base_var / (base_var + np.var(y - oof[f"features+{name}"]) + 1e-9)
@@ -269,7 +270,8 @@ class AnchorPredictor(BaseEstimator):
             methods = [f"{m}+{name}" for m in FEATURE_METHODS]
             residual |= {m: y - np.clip(oof[m], 0, 100) for m in methods}
             candidate = min(methods, key=lambda m: _mae(residual[m]))
-            if clearly_better(residual[candidate], residual[best], groups):
+            bar = LATER_SET_STANDARD_ERRORS if index else 1.0  # as in HeadcastPredictor
+            if clearly_better(residual[candidate], residual[best], groups, bar):
                 best = candidate
             self.chosen_by_set_[name] = best
         self.chosen_ = best

@@ -33,6 +33,11 @@ REGRESSORS = ("ridge", "lightgbm", "knn")
 # training runs that is usually the better bet.
 ESTIMATORS = ("auto", *REGRESSORS)
 SHRINK_WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # of the regressor; the rest is the mean
+# A feature set tried after the first (head metrics after confidence) must beat the best model so far
+# by two standard errors across runs, not one: on the seed-1 zoo one let heads in at k = 0 where
+# they then cost 0.3 points on unseen runs (7.32 against confidence alone 7.02; two: 7.02), while
+# on seed 0 the two bars gave the same error (7.87).
+LATER_SET_STANDARD_ERRORS = 2.0
 
 
 def label_free_feature_sets(columns: Sequence[str]) -> dict[str, list[str]]:
@@ -93,7 +98,9 @@ class ShrunkToMean(RegressorMixin, BaseEstimator):
         return self.mean_ + self.weight * (self.regressor_.predict(X) - self.mean_)
 
 
-def clearly_better(residuals: np.ndarray, baseline: np.ndarray, groups: np.ndarray) -> bool:
+def clearly_better(
+    residuals: np.ndarray, baseline: np.ndarray, groups: np.ndarray, standard_errors: float = 1.0
+) -> bool:
     """Whether `residuals` beat `baseline`'s by more than one standard error across runs.
 
     The one-standard-error rule with the mean as the simplest model: the winner of a dozen
@@ -104,7 +111,7 @@ def clearly_better(residuals: np.ndarray, baseline: np.ndarray, groups: np.ndarr
     gain = pd.Series(np.abs(baseline) - np.abs(residuals)).groupby(np.asarray(groups)).mean()
     if len(gain) < 2:
         return bool(gain.mean() > 0)
-    return bool(gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)))
+    return bool(gain.mean() > standard_errors * gain.std(ddof=1) / np.sqrt(len(gain)))
 
 
 def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
@@ -120,7 +127,7 @@ class HeadcastPredictor(BaseEstimator):
     `feature_sets`: column lists tried in order (default: all columns, or for `auto` the
     `label_free_feature_sets`, confidence first); with `auto`, a later set (e.g. heads and
     confidence after confidence alone) replaces the best model so far only when it beats it by
-    one standard error across runs, as any model must beat the mean.
+    `later_set_standard_errors` standard errors across runs (any model must beat the mean by one).
     """
 
     def __init__(
@@ -129,11 +136,13 @@ class HeadcastPredictor(BaseEstimator):
         coverage: float = 0.9,
         inner_folds: int = 5,
         feature_sets: list[list[str]] | None = None,
+        later_set_standard_errors: float = LATER_SET_STANDARD_ERRORS,
     ) -> None:
         self.estimator = estimator
         self.coverage = coverage
         self.inner_folds = inner_folds
         self.feature_sets = feature_sets
+        self.later_set_standard_errors = later_set_standard_errors
 
     def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups: pd.Series) -> HeadcastPredictor:
         self.feature_names_ = list(X.columns)
@@ -165,7 +174,8 @@ class HeadcastPredictor(BaseEstimator):
                         residual = y - np.clip(mean + weight * (predicted - mean), 0, 100)
                         candidates.append((residual, index, name, weight))
                 winner = min(candidates, key=lambda c: np.abs(c[0]).mean())
-                if best is None or clearly_better(winner[0], best[0], g):
+                bar = self.later_set_standard_errors if index else 1.0
+                if best is None or clearly_better(winner[0], best[0], g, bar):
                     best = winner
             residuals, index, name, weight = best
             columns = feature_sets[index]

@@ -43,13 +43,13 @@ def feature_importance(importance: pd.DataFrame, title: str, top: int = 20) -> F
     return figure
 
 
-FRONTIER_STYLE = {  # estimator -> (colour, line style): lines that need answers solid, label-free dashed
-    "subset": ("0.45", "-"),
-    "anchors": ("tab:blue", "-"),
-    "hybrid_without_heads": ("tab:orange", "-"),
-    "hybrid": ("tab:red", "-"),
-    "heads": ("tab:green", "--"),
-    "confidence": ("tab:purple", "--"),
+FRONTIER_STYLE = {  # estimator -> (colour, line style, width): answers solid, label-free dashed
+    "subset": ("0.45", "-", 1.5),
+    "anchors": ("tab:blue", "-", 1.5),
+    "hybrid_without_heads": ("tab:orange", "-", 4.0),  # wide and under `hybrid`: visible where they agree
+    "hybrid": ("tab:red", "-", 1.5),
+    "heads": ("tab:green", "--", 1.0),
+    "confidence": ("tab:purple", "--", 1.0),
 }
 
 
@@ -70,24 +70,16 @@ def frontier_plot(mae: pd.DataFrame, title: str) -> Figure:
     for ax, panel in zip(axes.ravel(), panels, strict=False):
         table = mean if panel == "mean" else mae.xs(panel, level="benchmark")
         for estimator, row in table.iterrows():
-            colour, style = FRONTIER_STYLE.get(estimator, ("black", "-"))
+            colour, style, width = FRONTIER_STYLE.get(estimator, ("black", "-", 1.5))
+            line = {"color": colour, "linestyle": style, "linewidth": width}
             answered = row[budgets].astype(float)
             if answered.notna().any():
-                ax.plot(
-                    budgets,
-                    answered.to_numpy(),
-                    style,
-                    color=colour,
-                    marker="o",
-                    markersize=3,
-                    label=estimator,
-                )
+                ax.plot(budgets, answered.to_numpy(), marker="o", markersize=3, label=estimator, **line)
             elif pd.notna(row.get(0)):
-                ax.axhline(
-                    float(row[0]), color=colour, linestyle=style, linewidth=1, label=f"{estimator} (k=0)"
-                )
+                ax.axhline(float(row[0]), label=f"{estimator} (k=0)", **line)
         ax.set(title=panel, xscale="log", xlabel="answered items per benchmark", ylabel="MAE (points)")
         ax.set_xticks(budgets, [str(k) for k in budgets])
+        ax.minorticks_off()
         ax.set_ylim(bottom=0)
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")

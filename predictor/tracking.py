@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -241,19 +242,24 @@ def _log_heatmaps(dataset: Dataset, per_head: pd.DataFrame, limit: int = 12) -> 
 
 
 def log_frontier(result, run_id: str) -> None:
-    """The cost–error frontier into an existing run: a figure, the table, and metrics per estimator and k."""
+    """The cost–error frontier into an existing run: a figure, the table, and metrics per estimator and k.
+
+    Through the client, not `start_run`: the run may belong to another experiment than the active one.
+    """
+    from mlflow.entities import Metric
+
     from predictor.plots import frontier_plot
 
-    with mlflow.start_run(run_id=run_id):
-        name = metric_key(result.protocol, sep="-")
-        _log_figure(
-            frontier_plot(result.mae, f"held-out MAE vs answered items ({result.protocol})"),
-            f"plots/frontier_{name}.png",
-        )
-        mlflow.log_text(result.mae.to_csv(), f"frontier_{name}.csv")
-        for estimator, row in result.mean().iterrows():
-            for k, value in row.items():
-                if pd.notna(value):
-                    mlflow.log_metric(
-                        metric_key("frontier", name, "mean", str(estimator), f"k{k}"), float(value)
-                    )
+    client, name = MlflowClient(), metric_key(result.protocol, sep="-")
+    figure = frontier_plot(result.mae, f"held-out MAE vs answered items ({result.protocol})")
+    client.log_figure(run_id, figure, f"plots/frontier_{name}.png")
+    plt.close(figure)
+    client.log_text(run_id, result.mae.to_csv(), f"frontier_{name}.csv")
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(metric_key("frontier", name, "mean", str(estimator), f"k{k}"), float(value), now, 0)
+        for estimator, row in result.mean().iterrows()
+        for k, value in row.items()
+        if pd.notna(value)
+    ]
+    client.log_batch(run_id, metrics=metrics)
