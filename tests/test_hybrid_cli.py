@@ -109,3 +109,47 @@ def test_one_prefill_gives_the_evaluators_answers_on_single_token_items(smoke_zo
     truth = pd.read_parquet(smoke_zoo / "scores.items.parquet").query("checkpoint == @name").set_index("item")
     assert (extracted.loc[truth.index, "correct"].astype(bool) == truth["correct"].astype(bool)).all()
     assert extracted.loc[truth.index, "prob"].to_numpy() == pytest.approx(truth["prob"].to_numpy(), abs=1e-4)
+
+
+def test_the_training_callback_answers_the_anchors_and_logs_what_predict_prints(in_fitted_folder, capsys):
+    import mlflow
+
+    from extract import load_checkpoint
+    from predictor.callback import log_predicted_scores
+    from predictor.tracking import configure_tracking
+
+    checkpoints, probes, anchors, _ = in_fitted_folder
+    assert (
+        main(["predict", checkpoints[-1], "--probes", str(probes), "--anchors", str(anchors), "--json"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    loaded = load_checkpoint(checkpoints[-1], device="cpu")
+    configure_tracking()
+    with mlflow.start_run():
+        metrics = log_predicted_scores(loaded.model, loaded.processor, probes, anchors=anchors, step=3)
+    for benchmark, entry in printed.items():
+        assert metrics[f"headcast/pred/{benchmark}"] == pytest.approx(entry["score"], abs=1e-3)
+
+
+def test_a_service_job_with_anchors_gets_the_anchored_estimate(in_fitted_folder, smoke_zoo):
+    from fastapi.testclient import TestClient
+
+    from predictor.service import create_app
+    from tests.test_service import wait_for
+
+    checkpoints, probes, anchors, _ = in_fitted_folder
+    roots = [smoke_zoo, anchors.parent]
+    with TestClient(create_app(roots=roots), raise_server_exceptions=False) as client:
+        body = {"checkpoint": checkpoints[-1], "probes": str(probes), "anchors": str(anchors)}
+        submitted = client.post("/jobs", json=body)
+        assert submitted.status_code == 202, submitted.text
+        job = wait_for(
+            lambda: (
+                (state := client.get(submitted.json()["url"]).json())["status"] in ("done", "failed")
+                and state
+            ),
+            120,
+            "the job",
+        )
+    assert job["status"] == "done", job["error"]
+    assert all(entry["answered"] for entry in job["result"]["prediction"].values())
