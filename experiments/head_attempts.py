@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("zoo", type=Path)
     args = parser.parse_args()
     dataset, items, per_head = load(args.zoo)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 20)
     with threadpool_limits(limits=1):
         print(
             "1. every method forced, runs held out (mean MAE over benchmarks)\n",

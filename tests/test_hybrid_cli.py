@@ -116,7 +116,7 @@ def test_the_training_callback_answers_the_anchors_and_logs_what_predict_prints(
 
     from extract import load_checkpoint
     from predictor.callback import log_predicted_scores
-    from predictor.tracking import configure_tracking
+    from predictor.tracking import configure_tracking, use_experiment
 
     checkpoints, probes, anchors, _ = in_fitted_folder
     assert (
@@ -125,7 +125,7 @@ def test_the_training_callback_answers_the_anchors_and_logs_what_predict_prints(
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     loaded = load_checkpoint(checkpoints[-1], device="cpu")
     configure_tracking()
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=use_experiment("callback-with-anchors")):
         metrics = log_predicted_scores(loaded.model, loaded.processor, probes, anchors=anchors, step=3)
     for benchmark, entry in printed.items():
         assert metrics[f"headcast/pred/{benchmark}"] == pytest.approx(entry["score"], abs=1e-3)
