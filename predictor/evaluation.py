@@ -66,26 +66,33 @@ def step_baseline(dataset: Dataset, folds) -> pd.DataFrame | None:
     return pd.concat(parts).loc[dataset.scores.index]
 
 
-def subset_baseline_mae(
-    scores: pd.DataFrame, items: pd.DataFrame, budget: int, repeats: int = 200, seed: int = 0
-) -> pd.Series:
-    """Expected MAE of running each benchmark on a random subset of its items.
+def subset_abs_error(
+    right: np.ndarray, n: np.ndarray, k: int, repeats: int = 400, seed: int = 0
+) -> np.ndarray:
+    """Per row, the expected absolute error (points) of the accuracy on `k` random items of `n`.
 
-    The probe set's forward passes (`budget`) are split evenly over the benchmarks. Items are
-    right or wrong, so a subset's accuracy given the full-set accuracy is hypergeometric: this
-    is the exact sampling distribution, no per-item logs needed. `items`: n per benchmark cell.
+    Items are right or wrong, so a subset's accuracy given the full-set accuracy is hypergeometric:
+    the exact sampling distribution, no per-item logs needed. `right`: items answered right.
     """
     rng = np.random.default_rng(seed)
+    k = np.minimum(k, n)
+    draws = rng.hypergeometric(right, n - right, k, size=(repeats, len(n)))
+    return np.abs(100 * draws / k - 100 * right / n).mean(0)
+
+
+def subset_baseline_mae(scores: pd.DataFrame, items: pd.DataFrame, budget: int) -> pd.Series:
+    """Expected MAE of running each benchmark on a random subset of its items.
+
+    The probe set's forward passes (`budget`) are split evenly over the benchmarks. `items`: n per
+    benchmark cell.
+    """
     per_benchmark = max(1, budget // scores.shape[1])
     out = {}
     for benchmark in scores.columns:
         known = scores[benchmark].notna() & items[benchmark].notna()
         n = items.loc[known, benchmark].to_numpy().astype(int)
-        correct = np.clip(np.rint(scores.loc[known, benchmark].to_numpy() / 100 * n), 0, n).astype(int)
-        k = np.minimum(per_benchmark, n)
-        draws = rng.hypergeometric(correct, n - correct, k, size=(repeats, len(n)))
-        estimate = draws / k * 100
-        out[benchmark] = float(np.abs(estimate - correct / n * 100).mean())
+        right = np.clip(np.rint(scores.loc[known, benchmark].to_numpy() / 100 * n), 0, n).astype(int)
+        out[benchmark] = float(subset_abs_error(right, n, per_benchmark, repeats=200).mean())
     return pd.Series(out)
 
 

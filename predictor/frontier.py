@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 from extract.features import confidence_feature_columns, head_feature_columns
 from predictor.budget import AnchorPredictor, BenchmarkItems
 from predictor.dataset import Dataset
-from predictor.evaluation import family_folds, run_folds
+from predictor.evaluation import family_folds, run_folds, subset_abs_error
 from predictor.models import HeadcastPredictor, label_free_feature_sets
 
 BUDGETS = (0, 2, 4, 8, 16, 32)
@@ -58,16 +58,6 @@ def protocol_folds(dataset: Dataset, protocol: str) -> Folds:
     if protocol == "during-training":
         return during_training_folds(dataset)
     raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-
-
-def subset_abs_error(data: BenchmarkItems, k: int, repeats: int = 400, seed: int = 0) -> np.ndarray:
-    """Per checkpoint, the expected absolute error (points) of the accuracy on k random items."""
-    rng = np.random.default_rng(seed)
-    n = data.correct.shape[1]
-    right = data.correct.sum(1).astype(int)
-    k = min(k, n)
-    draws = rng.hypergeometric(right, n - right, k, size=(repeats, len(right)))
-    return np.abs(100 * draws / k - 100 * right / n).mean(0)
 
 
 @dataclasses.dataclass
@@ -196,7 +186,9 @@ def frontier(
     for benchmark in dataset.benchmarks:
         actual = pd.Series(items[benchmark].score, index=x.index).iloc[tested]
         for k in answered:
-            mae.loc[(benchmark, "subset"), k] = subset_abs_error(items[benchmark].rows(tested), k).mean()
+            data = items[benchmark].rows(tested)
+            right, n = data.correct.sum(1).astype(int), np.full(len(tested), data.correct.shape[1])
+            mae.loc[(benchmark, "subset"), k] = subset_abs_error(right, n, k).mean()
         for (b, estimator, k), values in predicted.items():
             if b == benchmark:
                 mae.loc[(benchmark, estimator), k] = float(np.abs(values.iloc[tested] - actual).mean())
