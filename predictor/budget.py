@@ -276,7 +276,8 @@ class AnchorPredictor(BaseEstimator):
             self.chosen_by_set_[name] = best
         self.chosen_ = best
         self.cv_mae_ = {m: _mae(r) for m, r in residual.items()}
-        self.residuals_ = residual[best]  # cross-validated, runs held out: the conformal intervals' basis
+        self.cv_residuals_ = residual  # per method, cross-validated with runs held out
+        self.residuals_ = residual[best]  # the conformal intervals' basis
         self.parts_, self.feature_parts_ = self._fit_all(data, features, groups)
         self.anchors_ = self.parts_.anchors
         self.anchor_items_ = [data.items[i] for i in self.anchors_]

@@ -29,9 +29,10 @@ from extract.features import confidence_feature_columns, head_feature_columns
 from predictor.budget import AnchorPredictor, BenchmarkItems
 from predictor.dataset import Dataset
 from predictor.evaluation import family_folds, run_folds, subset_abs_error
-from predictor.models import HeadcastPredictor, label_free_feature_sets
+from predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
 
 BUDGETS = (0, 2, 4, 8, 16, 32)
+COVERAGE = 0.9  # nominal coverage of the intervals, as in `headcast fit`
 ESTIMATORS = ("subset", "anchors", "heads", "confidence", "hybrid_without_heads", "hybrid")
 PROTOCOLS = ("new-run", "new-family", "during-training")
 
@@ -68,6 +69,7 @@ class Frontier:
     budgets: tuple[int, ...]
     mae: pd.DataFrame  # index (benchmark, estimator), columns budgets
     chosen: pd.DataFrame  # hybrid's chosen method per fold, benchmark and k
+    coverage: pd.DataFrame  # `hybrid`'s share of held-out scores inside its 90% conformal interval
 
     def mean(self) -> pd.DataFrame:
         """MAE averaged over benchmarks: rows estimators, columns budgets."""
@@ -80,7 +82,8 @@ class Frontier:
         mae: dict[str, dict[str, list[float | None]]] = {}
         for (benchmark, estimator), row in self.mae.iterrows():
             mae.setdefault(str(benchmark), {})[str(estimator)] = clean(row.to_numpy())
-        return {"protocol": self.protocol, "k": list(self.budgets), "mae": mae}
+        coverage = clean(self.coverage.mean().to_numpy())
+        return {"protocol": self.protocol, "k": list(self.budgets), "mae": mae, "hybrid_coverage": coverage}
 
 
 def _label_free(dataset: Dataset, train: np.ndarray, test: np.ndarray) -> dict[str, pd.DataFrame]:
@@ -94,7 +97,7 @@ def _label_free(dataset: Dataset, train: np.ndarray, test: np.ndarray) -> dict[s
     for name, feature_sets in sets.items():
         model = HeadcastPredictor("auto", feature_sets=feature_sets)
         model.fit(x.iloc[train], y.iloc[train], g.iloc[train])
-        out[name] = model.predict(x.iloc[test])[dataset.benchmarks]
+        out[name] = model.predict(x.iloc[test])
     out["hybrid_without_heads"] = out.get("confidence", out["heads"] * np.nan)
     out.setdefault("hybrid", out["heads"])
     return out
@@ -138,6 +141,7 @@ def _answers_per_budget(data, features, groups, train, test, budgets) -> list[di
                     "method": method,
                     "test": test,
                     "predicted": model.predict(correct, prob, test_features, method),
+                    "half_width": conformal_quantile(model.cv_residuals_[method], COVERAGE),
                 }
             )
     return rows
@@ -163,6 +167,7 @@ def frontier(
     )
     tested = np.concatenate([test for _, test in folds])
     predicted = {}  # (benchmark, estimator, k) -> predictions over `tested` rows, in fold order
+    width = {}  # (benchmark, k) -> `hybrid`'s interval half-width per row
     chosen = []
     for (benchmark, fold), rows in zip(tasks, results, strict=True):
         for row in rows:
@@ -171,6 +176,8 @@ def frontier(
             predicted[key].iloc[row["test"]] = row["predicted"]
             if row["estimator"] == "hybrid":
                 chosen.append({"fold": fold, "benchmark": benchmark, "k": row["k"], "method": row["method"]})
+                width.setdefault((benchmark, row["k"]), pd.Series(np.nan, index=x.index))
+                width[(benchmark, row["k"])].iloc[row["test"]] = row["half_width"]
     if 0 in budgets:
         label_free = Parallel(n_jobs=jobs)(
             delayed(_label_free)(dataset, train, test) for train, test in folds
@@ -181,6 +188,14 @@ def frontier(
                     key = (benchmark, estimator, 0)
                     predicted.setdefault(key, pd.Series(np.nan, index=x.index))
                     predicted[key].iloc[test] = table[benchmark].to_numpy()
+                    if estimator == "hybrid":
+                        # bounds are clipped to [0, 100]: the unclipped side has the half-width
+                        score = table[benchmark]
+                        half = np.maximum(
+                            table[f"{benchmark}_upper"] - score, score - table[f"{benchmark}_lower"]
+                        )
+                        width.setdefault((benchmark, 0), pd.Series(np.nan, index=x.index))
+                        width[(benchmark, 0)].iloc[test] = half.to_numpy()
     index = pd.MultiIndex.from_product([dataset.benchmarks, ESTIMATORS], names=["benchmark", "estimator"])
     mae = pd.DataFrame(np.nan, index=index, columns=list(budgets))
     for benchmark in dataset.benchmarks:
@@ -192,7 +207,12 @@ def frontier(
         for (b, estimator, k), values in predicted.items():
             if b == benchmark:
                 mae.loc[(benchmark, estimator), k] = float(np.abs(values.iloc[tested] - actual).mean())
-    return Frontier(protocol, tuple(budgets), mae, pd.DataFrame(chosen))
+    coverage = pd.DataFrame(np.nan, index=dataset.benchmarks, columns=list(budgets))
+    for (benchmark, k), half in width.items():
+        actual = pd.Series(items[benchmark].score, index=x.index).iloc[tested]
+        error = np.abs(predicted[(benchmark, "hybrid", k)].iloc[tested] - actual)
+        coverage.loc[benchmark, k] = float((error <= half.iloc[tested] + 1e-9).mean())
+    return Frontier(protocol, tuple(budgets), mae, pd.DataFrame(chosen), coverage)
 
 
 def format_frontier(result: Frontier, detail_budgets: tuple[int, ...] = (8, 16)) -> str:
@@ -207,6 +227,11 @@ def format_frontier(result: Frontier, detail_budgets: tuple[int, ...] = (8, 16))
     lines.append(f"{'':<{width}}" + "".join(f"{f'k={k}':>8}" for k in budgets))
     for estimator, row in result.mean().iterrows():
         lines.append(f"{estimator:<{width}}" + "".join(cell(row[k]) for k in budgets))
+    coverage = result.coverage.mean()
+    lines.append(
+        f"{'hybrid 90% cover':<{width}}"
+        + "".join(f"{coverage[k]:>8.2f}" if pd.notna(coverage[k]) else f"{'-':>8}" for k in budgets)
+    )
     shown = [k for k in detail_budgets if k in budgets]
     if shown:
         benchmarks = list(result.mae.index.get_level_values("benchmark").unique())

@@ -29,6 +29,7 @@ def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_
     assert str(version.version) == result["model_version"]
     frontier = result["frontier"]
     assert frontier["protocol"] == "new-run" and frontier["k"] == [0, 2, 4, 8, 16, 32]
+    assert all(0 <= share <= 1 for share in frontier["hybrid_coverage"])
     for estimators in frontier["mae"].values():
         assert set(estimators) == set(FRONTIER_ESTIMATORS)
         assert estimators["subset"][0] is None and estimators["heads"][1] is None
