@@ -20,7 +20,6 @@ from extract import HeadcastError, Probe, build_prompt, read_probes
 from extract.answers import first_token_answers, is_correct
 
 SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
-ITEM_COLUMNS = ("checkpoint", "benchmark", "item", "correct", "answer", "prob", "confidence")
 
 
 def encode_items(processor, probes: Sequence[Probe], batch_size: int = 64) -> list[tuple[list, list, object]]:
@@ -179,9 +178,10 @@ def write_items(rows: Iterable[dict], out: str | Path) -> Path:
     import pandas as pd
 
     from extract.storage import atomic_output
+    from predictor.scores import ITEM_COLUMNS
 
     out = Path(out)
-    table = pd.DataFrame(list(rows), columns=list(ITEM_COLUMNS))
+    table = pd.DataFrame(list(rows), columns=ITEM_COLUMNS)
     with atomic_output(out) as tmp:
         table.to_parquet(tmp, index=False)
     return out
