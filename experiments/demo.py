@@ -89,11 +89,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from experiments.report import settings_from_config, write_report
     from experiments.zoo import build, load_config
     from predictor.anchors import write_anchor_probes
-    from predictor.budget import item_matrices
+    from predictor.budget import load_item_results
     from predictor.cli import format_report
     from predictor.dataset import build_dataset
     from predictor.frontier import format_frontier, frontier
-    from predictor.scores import check_items_match_scores, read_items, read_scores
+    from predictor.scores import read_scores
     from predictor.tracking import fit_and_track, log_frontier
 
     logging.disable_progress_bar()
@@ -104,9 +104,7 @@ def run_demo(args: argparse.Namespace) -> int:
     dataset = build_dataset(features, scores, settings)
     items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
     probe_count = len(read_probes(zoo / "probes" / "probes.jsonl"))
-    per_item = read_items(items_path(scores_csv))
-    check_items_match_scores(per_item, scores)
-    matrices = item_matrices(per_item, dataset.scores.index)
+    matrices = load_item_results(items_path(scores_csv), scores, dataset)
     report = fit_and_track(
         dataset,
         args.experiment,

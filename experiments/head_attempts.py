@@ -22,7 +22,7 @@ from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
 from extract.features import confidence_feature_columns, head_feature_columns
-from predictor.budget import ALPHAS, AnchorPredictor, item_matrices
+from predictor.budget import ALPHAS, AnchorPredictor, load_item_results
 from predictor.dataset import Dataset, build_dataset
 from predictor.frontier import during_training_folds
 from predictor.models import HeadcastPredictor, label_free_feature_sets
@@ -31,12 +31,12 @@ from predictor.models import HeadcastPredictor, label_free_feature_sets
 def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:
     from experiments.demo import extract_zoo
     from experiments.evaluate import items_path
-    from predictor.scores import read_items, read_scores
+    from predictor.scores import read_scores
 
     features, settings, per_head = extract_zoo(zoo, progress=False)
-    dataset = build_dataset(features, read_scores(zoo / "scores.csv"), settings)
-    items = item_matrices(read_items(items_path(zoo / "scores.csv")), dataset.scores.index)
-    return dataset, items, per_head
+    scores = read_scores(zoo / "scores.csv")
+    dataset = build_dataset(features, scores, settings)
+    return dataset, load_item_results(items_path(zoo / "scores.csv"), scores, dataset), per_head
 
 
 def forced_methods(dataset: Dataset, items: dict, budgets=(4, 8, 16)) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from extract.errors import HeadcastError
 from predictor.anchors import choose_anchors
+from predictor.dataset import Dataset
 from predictor.irt import IRT
 from predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
 
@@ -82,6 +84,21 @@ def item_matrices(items: pd.DataFrame, checkpoints: Sequence[str]) -> dict[str, 
             correct.to_numpy(dtype=float), prob.to_numpy(dtype=float), [str(c) for c in correct.columns]
         )
     return out
+
+
+def load_item_results(path: str | Path, scores: pd.DataFrame, dataset: Dataset) -> dict[str, BenchmarkItems]:
+    """Per-item results at `path` for the dataset's checkpoints and benchmarks, checked against `scores`."""
+    from predictor.scores import check_items_match_scores, read_items
+
+    items = read_items(path)
+    items = items[items["benchmark"].isin(dataset.benchmarks)]
+    check_items_match_scores(items, scores)
+    missing = sorted(set(dataset.benchmarks) - set(items["benchmark"]))
+    if missing:
+        raise HeadcastError(
+            f"no per-item results for benchmark(s) {', '.join(missing)}; pass --benchmarks to fit the others"
+        )
+    return item_matrices(items, dataset.scores.index)
 
 
 _IRT_FITS: dict[tuple, IRT] = {}

@@ -139,7 +139,12 @@ def run_fit(args: argparse.Namespace) -> int:
             "--anchors-out needs --items (to choose anchors) and --suite (to copy the items from)"
         )
     dataset, items, probe_count = _load_fit_inputs(args)
-    item_results = _item_results(args, dataset) if args.items else None
+    item_results = None
+    if args.items:
+        from predictor.budget import load_item_results
+        from predictor.scores import read_scores
+
+        item_results = load_item_results(args.items, read_scores(args.scores), dataset)
     per_head = pd.read_parquet(args.per_head) if args.per_head else None
     report = fit_and_track(
         dataset,
@@ -165,22 +170,6 @@ def run_fit(args: argparse.Namespace) -> int:
     registered = f"; registered headcast-predictor version {report.model_version} as @champion"
     print(f"chosen: {report.chosen} (MLflow run {report.run_id}{registered if report.model_version else ''})")
     return 0
-
-
-def _item_results(args: argparse.Namespace, dataset):
-    """Per-item results of the dataset's checkpoints, checked against the scores."""
-    from predictor.budget import item_matrices
-    from predictor.scores import check_items_match_scores, read_items, read_scores
-
-    items = read_items(args.items)
-    items = items[items["benchmark"].isin(dataset.benchmarks)]
-    check_items_match_scores(items, read_scores(args.scores))
-    missing = sorted(set(dataset.benchmarks) - set(items["benchmark"]))
-    if missing:
-        raise HeadcastError(
-            f"no per-item results for benchmark(s) {', '.join(missing)}; pass --benchmarks to fit the others"
-        )
-    return item_matrices(items, dataset.scores.index)
 
 
 def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
