@@ -2,8 +2,10 @@
 
 No weights are downloaded: models start random and tokenizers are word-level, built from a
 vocabulary. `PAPER_SHAPES` mirrors the nine models of the paper (classes, attention types,
-relative layer x head proportions) at a size a 2-core CPU handles in milliseconds. Every
-model is saved with `save_pretrained`, so headcast loads it like any real checkpoint folder.
+relative layer x head proportions) at a size a 2-core CPU handles in milliseconds;
+`FAMILY_SHAPES` adds public LLaVA-family models of other classes, language models and vision
+towers (`TINY_SHAPES` is both). Every model is saved with `save_pretrained`, so headcast loads
+it like any real checkpoint folder.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     CLIPImageProcessor,
     CLIPVisionConfig,
+    GemmaConfig,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -24,12 +27,18 @@ from transformers import (
     LlavaNextForConditionalGeneration,
     LlavaNextImageProcessor,
     LlavaNextProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessor,
     LlavaProcessor,
     MistralConfig,
     Phi3Config,
     PreTrainedModel,
     PreTrainedTokenizerFast,
     ProcessorMixin,
+    Qwen2Config,
+    SiglipImageProcessor,
+    SiglipVisionConfig,
     VipLlavaConfig,
     VipLlavaForConditionalGeneration,
 )
@@ -37,6 +46,7 @@ from transformers import (
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+SIGLIP_MEAN = SIGLIP_STD = [0.5, 0.5, 0.5]
 
 # Vicuna-style single-turn template; the generation prompt ends with "ASSISTANT :".
 CHAT_TEMPLATE = (
@@ -56,8 +66,8 @@ TEMPLATE_WORDS = ["USER", "ASSISTANT", ":"]
 class ModelSpec:
     """Everything that decides a model's shape; two equal specs build identically shaped models."""
 
-    arch: str  # llava | llava_next | vipllava
-    family: str  # llama | mistral | phi3
+    arch: str  # llava | llava_next | vipllava | llava_onevision
+    family: str  # llama | mistral | phi3 | qwen2 | gemma
     layers: int
     heads: int
     kv_heads: int
@@ -66,7 +76,9 @@ class ModelSpec:
     vision_hidden: int = 32
     image_size: int = 28
     patch_size: int = 7
-    anyres_grid: int = 2  # LlavaNext: the largest tiling is grid x grid tiles
+    anyres_grid: int = 2  # LlavaNext, LlavaOnevision: the largest tiling is grid x grid tiles
+    vision: str = "clip"  # clip (a class token, which "default" feature selection drops) | siglip (none)
+    tie_embeddings: bool = False  # lm_head shares the embedding matrix (saved once)
 
     @property
     def hidden(self) -> int:
@@ -84,6 +96,16 @@ PAPER_SHAPES: dict[str, ModelSpec] = {
     "llava-1.5-llama3-8b": ModelSpec("llava", "llama", layers=4, heads=4, kv_heads=2),
     "llava-1.5-phi3-mini": ModelSpec("llava", "phi3", layers=4, heads=4, kv_heads=4),
 }
+FAMILY_SHAPES: dict[str, ModelSpec] = {
+    "llava-onevision-qwen2-0.5b": ModelSpec(
+        "llava_onevision", "qwen2", layers=4, heads=4, kv_heads=2, vision="siglip", tie_embeddings=True
+    ),
+    "llava-interleave-qwen-0.5b": ModelSpec(
+        "llava", "qwen2", layers=3, heads=4, kv_heads=1, vision="siglip", tie_embeddings=True
+    ),
+    "llava-gemma-2b": ModelSpec("llava", "gemma", layers=3, heads=4, kv_heads=1, tie_embeddings=True),
+}
+TINY_SHAPES: dict[str, ModelSpec] = PAPER_SHAPES | FAMILY_SHAPES
 
 
 def build_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
@@ -120,7 +142,7 @@ def _text_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, max_positi
         num_attention_heads=spec.heads,
         num_key_value_heads=spec.kv_heads,
         max_position_embeddings=max_positions,
-        tie_word_embeddings=False,
+        tie_word_embeddings=spec.tie_embeddings,
     )
     if spec.family == "llama":
         return LlamaConfig(head_dim=spec.head_dim, **common)
@@ -128,19 +150,34 @@ def _text_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, max_positi
         return MistralConfig(head_dim=spec.head_dim, sliding_window=None, **common)
     if spec.family == "phi3":
         return Phi3Config(**common)
-    raise ValueError(f"unknown language-model family {spec.family!r}; use llama, mistral or phi3")
+    if spec.family == "qwen2":
+        return Qwen2Config(**common)
+    if spec.family == "gemma":
+        return GemmaConfig(head_dim=spec.head_dim, **common)
+    raise ValueError(
+        f"unknown language-model family {spec.family!r}; use llama, mistral, phi3, qwen2 or gemma"
+    )
 
 
-def _vision_config(spec: ModelSpec) -> CLIPVisionConfig:
-    return CLIPVisionConfig(
+def _vision_config(spec: ModelSpec) -> CLIPVisionConfig | SiglipVisionConfig:
+    common = dict(
         hidden_size=spec.vision_hidden,
         intermediate_size=spec.vision_hidden * 2,
         num_hidden_layers=spec.vision_layers,
         num_attention_heads=max(1, spec.vision_hidden // 16),
         image_size=spec.image_size,
         patch_size=spec.patch_size,
-        projection_dim=spec.vision_hidden,
     )
+    if spec.vision == "clip":
+        return CLIPVisionConfig(projection_dim=spec.vision_hidden, **common)
+    if spec.vision == "siglip":
+        return SiglipVisionConfig(vision_use_head=False, **common)  # LLaVA uses patch tokens, no pooling
+    raise ValueError(f"unknown vision tower {spec.vision!r}; use clip or siglip")
+
+
+def _feature_select(spec: ModelSpec) -> str:
+    """What the real checkpoints use: drop CLIP's class token ("default"); keep all SigLIP tokens ("full")."""
+    return "default" if spec.vision == "clip" else "full"
 
 
 def anyres_pinpoints(spec: ModelSpec) -> list[list[int]]:
@@ -155,13 +192,26 @@ def build_model(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int =
     max_positions = 4 * (spec.image_size // spec.patch_size) ** 2 * (spec.anyres_grid**2 + 2) + 512
     text = _text_config(spec, tokenizer, max_positions)
     vision = _vision_config(spec)
+    select = _feature_select(spec)
     if spec.arch == "llava":
-        config, cls = LlavaConfig(vision_config=vision, text_config=text), LlavaForConditionalGeneration
+        config = LlavaConfig(vision_config=vision, text_config=text, vision_feature_select_strategy=select)
+        cls = LlavaForConditionalGeneration
     elif spec.arch == "llava_next":
         config = LlavaNextConfig(
-            vision_config=vision, text_config=text, image_grid_pinpoints=anyres_pinpoints(spec)
+            vision_config=vision,
+            text_config=text,
+            image_grid_pinpoints=anyres_pinpoints(spec),
+            vision_feature_select_strategy=select,
         )
         cls = LlavaNextForConditionalGeneration
+    elif spec.arch == "llava_onevision":
+        config = LlavaOnevisionConfig(
+            vision_config=vision,
+            text_config=text,
+            image_grid_pinpoints=anyres_pinpoints(spec),
+            vision_feature_select_strategy=select,
+        )
+        cls = LlavaOnevisionForConditionalGeneration
     elif spec.arch == "vipllava":
         layers = [-2, -1] if spec.vision_layers >= 2 else [-1]
         config, cls = (
@@ -169,7 +219,9 @@ def build_model(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int =
             (VipLlavaForConditionalGeneration),
         )
     else:
-        raise ValueError(f"unknown architecture {spec.arch!r}; use llava, llava_next or vipllava")
+        raise ValueError(
+            f"unknown architecture {spec.arch!r}; use llava, llava_next, vipllava or llava_onevision"
+        )
     config.image_token_id = image_token_id
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
@@ -180,31 +232,41 @@ def build_model(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int =
 
 
 def build_processor(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast) -> ProcessorMixin:
-    """The processor the real checkpoints of `spec.arch` ship, sized for `spec`."""
+    """The processor real checkpoints of `spec.arch` ship (LlavaOnevision: see below), sized for `spec`."""
     size = spec.image_size
-    image_kwargs = dict(
-        size={"shortest_edge": size},
-        crop_size={"height": size, "width": size},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
-    if spec.arch == "llava_next":
-        image_processor = LlavaNextImageProcessor(image_grid_pinpoints=anyres_pinpoints(spec), **image_kwargs)
+    select, extra_tokens = _feature_select(spec), int(spec.vision == "clip")  # CLIP's class token
+    if spec.vision == "siglip":  # SigLIP resizes to a square, no crop
+        image_kwargs = dict(
+            size={"height": size, "width": size}, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD
+        )
+    else:
+        image_kwargs = dict(
+            size={"shortest_edge": size},
+            crop_size={"height": size, "width": size},
+            image_mean=CLIP_MEAN,
+            image_std=CLIP_STD,
+        )
+    if spec.arch in ("llava_next", "llava_onevision"):
+        # LlavaOnevisionProcessor needs a video processor, hence torchvision. Below the 9 tiles' worth of
+        # tokens past which OneVision downsamples ("anyres_max_9"; 2x2 tiles at most here), the LlavaNext
+        # processor expands images identically.
+        cls = LlavaOnevisionImageProcessor if spec.arch == "llava_onevision" else LlavaNextImageProcessor
         return LlavaNextProcessor(
-            image_processor=image_processor,
+            image_processor=cls(image_grid_pinpoints=anyres_pinpoints(spec), **image_kwargs),
             tokenizer=tokenizer,
             patch_size=spec.patch_size,
-            vision_feature_select_strategy="default",
+            vision_feature_select_strategy=select,
             chat_template=CHAT_TEMPLATE,
-            num_additional_image_tokens=1,
+            num_additional_image_tokens=extra_tokens,
         )
+    image_processor = SiglipImageProcessor(**image_kwargs) if spec.vision == "siglip" else None
     return LlavaProcessor(
-        image_processor=CLIPImageProcessor(**image_kwargs),
+        image_processor=image_processor or CLIPImageProcessor(**image_kwargs),
         tokenizer=tokenizer,
         patch_size=spec.patch_size,
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy=select,
         chat_template=CHAT_TEMPLATE,
-        num_additional_image_tokens=1,
+        num_additional_image_tokens=extra_tokens,
     )
 
 
@@ -220,7 +282,7 @@ def save_checkpoint(model: PreTrainedModel, processor: ProcessorMixin, out_dir: 
 def save_tiny_checkpoint(
     name: str, out_dir: str | Path, words: Iterable[str] = (), seed: int = 0, **overrides
 ) -> Path:
-    """Save a random tiny model of one of the paper's shapes (`PAPER_SHAPES`) to `out_dir`."""
-    spec = dataclasses.replace(PAPER_SHAPES[name], **overrides)
+    """Save a random tiny model of one of `TINY_SHAPES` (the paper's, then other families) to `out_dir`."""
+    spec = dataclasses.replace(TINY_SHAPES[name], **overrides)
     tokenizer = build_tokenizer(words)
     return save_checkpoint(build_model(spec, tokenizer, seed), build_processor(spec, tokenizer), out_dir)

@@ -9,6 +9,8 @@ tiles, unpadding and newline tokens line up with the real image tokens by constr
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import sys
 from typing import Literal
 
 import torch
@@ -17,7 +19,7 @@ from transformers import BatchFeature
 
 from extract.errors import HeadcastError
 from extract.features import QUERY_POSITIONS
-from extract.loading import Checkpoint
+from extract.loading import IMAGE_LAYOUTS, Checkpoint, check_supported
 from extract.probes import Probe
 from extract.prompts import build_prompt
 
@@ -97,38 +99,71 @@ def _box_masks(probes: list[Probe], images: list[Image.Image]) -> list[Image.Ima
     return masks
 
 
+def _vision_prefix_tokens(checkpoint: Checkpoint) -> int:
+    """Tokens the vision tower puts before its patch tokens (CLIP: a class token; SigLIP: none).
+
+    Read off the tower's own embeddings (`num_positions - num_patches`), not its name.
+    """
+    tower = checkpoint.model.base_model.vision_tower
+    for module in tower.modules():
+        patches, positions = getattr(module, "num_patches", None), getattr(module, "num_positions", None)
+        if isinstance(patches, int) and isinstance(positions, int):
+            return positions - patches
+    raise HeadcastError(
+        f"{checkpoint.path}: the vision tower {type(tower).__name__} has no position table saying where its "
+        "patch tokens start, so the region cannot be placed; use a CLIP- or SigLIP-style tower"
+    )
+
+
+def _pack_anyres(checkpoint: Checkpoint, tiles: torch.Tensor, sizes: torch.Tensor) -> list[torch.Tensor]:
+    """Per image, the tiles' 0/1 token vectors packed by the model's own `pack_image_features`.
+
+    The model's code does the tiling, unpadding, downsampling (LLaVA-OneVision) and newline tokens;
+    the newline gets 0. Only the options the model's function takes are passed.
+    """
+    model, config = checkpoint.model.base_model, checkpoint.model.config
+    own = sys.modules[type(model).__module__]  # the model's module: its own tile count
+    counts = [
+        own.image_size_to_num_patches(size, config.image_grid_pinpoints, config.vision_config.image_size)
+        for size in sizes
+    ]
+    options = {
+        "vision_feature_select_strategy": config.vision_feature_select_strategy,
+        "vision_aspect_ratio": getattr(config, "vision_aspect_ratio", None),
+    }
+    accepted = inspect.signature(model.pack_image_features).parameters
+    packed, _ = model.pack_image_features(
+        [tiles[i, :n, :, None] for i, n in enumerate(counts)],
+        sizes,
+        image_newline=torch.zeros(1),
+        **{name: value for name, value in options.items() if name in accepted and value is not None},
+    )
+    return [p[:, 0] for p in packed]
+
+
 def _region_tokens(
     checkpoint: Checkpoint, probes: list[Probe], images: list[Image.Image]
 ) -> list[torch.Tensor]:
-    """Per probe, a 0/1 vector over its image tokens: 1 where the token's patch overlaps the box."""
+    """Per probe, a vector over its image tokens: > 0 where the token's patch overlaps the box."""
     image_processor = checkpoint.processor.image_processor
     processed = image_processor(images=_box_masks(probes, images), return_tensors="pt")
     mean = torch.tensor(image_processor.image_mean[0])
     std = torch.tensor(image_processor.image_std[0])
     mask = processed["pixel_values"].float()[..., 0, :, :] * std + mean  # [..., S, S], 1 inside the box
-    vision = checkpoint.model.config.vision_config
+    config = checkpoint.model.config
+    vision = config.vision_config
     grid = vision.image_size // vision.patch_size
     patches = mask.unflatten(-2, (grid, vision.patch_size)).unflatten(-1, (grid, vision.patch_size))
     overlap = (patches.amax(dim=(-3, -1)) > 0.5).float().flatten(-2)  # [..., grid*grid]
-
-    config = checkpoint.model.config
-    if checkpoint.arch == "llava_next":
-        from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
-
-        sizes = processed["image_sizes"]
-        tiles = [
-            overlap[i, : image_size_to_num_patches(size, config.image_grid_pinpoints, vision.image_size)][
-                ..., None
-            ]
-            for i, size in enumerate(sizes)
-        ]
-        packed, _ = checkpoint.model.pack_image_features(
-            tiles, sizes, config.vision_feature_select_strategy, image_newline=torch.zeros(1)
-        )
-        return [p[:, 0] for p in packed]
-    if checkpoint.arch == "llava" and config.vision_feature_select_strategy == "full":
-        overlap = torch.cat([torch.zeros(len(overlap), 1), overlap], dim=1)  # the CLS token sees no region
-    return list(overlap)
+    # the tower's tokens (any leading class token sees no region), then the model's feature selection:
+    # "default" drops the first token (VipLlava, which names no strategy, always does)
+    prefix = torch.zeros(*overlap.shape[:-1], _vision_prefix_tokens(checkpoint))
+    tokens = torch.cat([prefix, overlap], dim=-1)
+    if getattr(config, "vision_feature_select_strategy", "default") == "default":
+        tokens = tokens[..., 1:]
+    if IMAGE_LAYOUTS[checkpoint.arch] == "anyres":
+        return _pack_anyres(checkpoint, tokens, processed["image_sizes"])
+    return list(tokens)
 
 
 def encode_batch(checkpoint: Checkpoint, probes: list[Probe], query: QueryPosition) -> EncodedBatch:
@@ -138,6 +173,7 @@ def encode_batch(checkpoint: Checkpoint, probes: list[Probe], query: QueryPositi
     if query == "answer-mean" and any(p.answer is None for p in probes):
         missing = next(p.id for p in probes if p.answer is None)
         raise HeadcastError(f"--query answer-mean needs an answer on every probe; {missing!r} has none")
+    check_supported(checkpoint.model.config, checkpoint.path)  # a live model has not been through the loader
     processor = checkpoint.processor
     images = [p.load_image() for p in probes]
     texts, question_spans, answer_spans = [], [], []

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random checkpoints of the paper's nine shapes and a tiny probe set, made once."""
+"""Shared fixtures: tiny random checkpoints of `TINY_SHAPES` and a tiny probe set, made once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.modeling import PAPER_SHAPES, save_tiny_checkpoint
+from experiments.modeling import TINY_SHAPES, save_tiny_checkpoint
 from experiments.tiny import WORDS, write_tiny_probe_set
 
 
@@ -23,7 +23,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):
-    """`tiny_checkpoint(name)`: the folder of a saved random model of one of `PAPER_SHAPES`."""
+    """`tiny_checkpoint(name)`: the folder of a saved random model of one of `TINY_SHAPES`."""
     root = tmp_path_factory.mktemp("checkpoints")
     made: dict[str, Path] = {}
 
@@ -40,7 +40,7 @@ def tiny_probes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_probe_set(tmp_path_factory.mktemp("probes"), n=6)
 
 
-ALL_SHAPES = list(PAPER_SHAPES)
+ALL_SHAPES = list(TINY_SHAPES)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from extract.inputs import encode_batch
-from extract.loading import load_checkpoint
+from extract.inputs import _region_tokens, encode_batch
+from extract.loading import IMAGE_LAYOUTS, load_checkpoint
 from extract.probes import read_probes
 
 
@@ -20,13 +21,22 @@ def probe_file(tmp_path, size, box, question="how many red squares are there ?")
     return read_probes(tmp_path / "p.jsonl")
 
 
-@pytest.mark.parametrize("shape", ["llava-1.5-7b", "vip-llava-7b", "llava-1.6-vicuna-7b"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "llava-1.5-7b",
+        "vip-llava-7b",
+        "llava-1.6-vicuna-7b",
+        "llava-onevision-qwen2-0.5b",
+        "llava-interleave-qwen-0.5b",
+    ],
+)
 def test_a_box_over_the_whole_image_marks_every_image_patch_but_no_newline(tiny_checkpoint, tmp_path, shape):
     checkpoint = load_checkpoint(tiny_checkpoint(shape), device="cpu")
     batch = encode_batch(checkpoint, probe_file(tmp_path, (56, 28), [0, 0, 56, 28]), "last-prompt")
     n_visual, n_region = int(batch.visual.sum()), int(batch.region.sum())
     assert n_region > 0 and not (batch.region & ~batch.visual).any()
-    if checkpoint.arch == "llava_next":
+    if IMAGE_LAYOUTS[checkpoint.arch] == "anyres":
         newline_rows = n_visual - n_region  # AnyRes: every row of the tiled grid ends in a newline token
         assert 0 < newline_rows < n_visual / 4
     else:
@@ -40,6 +50,26 @@ def test_a_top_left_box_marks_the_top_left_patches_in_row_major_order(tiny_check
     expected = np.zeros((4, 4), dtype=bool)
     expected[:2, 0] = True
     assert (grid.numpy() == expected).all()
+
+
+def test_onevision_downsampled_grid_marks_the_region_where_the_models_own_features_put_it(
+    tiny_checkpoint, tmp_path
+):
+    checkpoint = load_checkpoint(tiny_checkpoint("llava-onevision-qwen2-0.5b"), device="cpu")
+    # what "anyres_max_9" does to large images in the real models: 2x2 tiles (8x8 patches) pooled to 4x4
+    checkpoint.model.config.vision_aspect_ratio = "anyres_max_1"
+    probes = probe_file(tmp_path, (56, 56), [0, 0, 28, 28])  # the top-left quarter
+    image = probes[0].load_image()
+    processed = checkpoint.processor.image_processor(images=[image], return_tensors="pt")
+    with torch.no_grad():
+        features = checkpoint.model.model.get_image_features(
+            pixel_values=processed["pixel_values"], image_sizes=processed["image_sizes"]
+        ).pooler_output
+    tokens = _region_tokens(checkpoint, probes, [image])[0]
+    assert len(tokens) == len(features[0]) == 16 + 4 * 5  # base tile 4x4; pooled 4x4 grid, a newline per row
+    base = [0, 1, 4, 5]  # top-left 2x2 of the base tile's 4x4 patches
+    pooled = [16 + row * 5 + col for row in (0, 1) for col in (0, 1)]  # top-left 2x2 of the pooled grid
+    assert tokens.nonzero()[:, 0].tolist() == base + pooled
 
 
 def test_text_tokens_are_exactly_the_question(tiny_checkpoint, tmp_path):

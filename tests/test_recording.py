@@ -57,7 +57,15 @@ def test_recorded_rows_and_metrics_equal_eager_output_attentions(tiny_checkpoint
         torch.testing.assert_close(recorder.metrics[layer], metrics, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("shape", ["llava-1.6-mistral-7b", "llava-1.5-llama3-8b"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "llava-1.6-mistral-7b",
+        "llava-1.5-llama3-8b",
+        "llava-onevision-qwen2-0.5b",
+        "llava-interleave-qwen-0.5b",
+    ],
+)
 def test_a_probe_gets_the_same_metrics_alone_as_in_a_padded_batch(tiny_checkpoint, tiny_probes, shape):
     checkpoint = load_checkpoint(tiny_checkpoint(shape), device="cpu")
     probes = read_probes(tiny_probes)
@@ -71,7 +79,17 @@ def test_a_probe_gets_the_same_metrics_alone_as_in_a_padded_batch(tiny_checkpoin
         torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("shape", ["llava-1.5-7b", "llava-1.6-vicuna-7b", "vip-llava-7b"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "llava-1.5-7b",
+        "llava-1.6-vicuna-7b",
+        "vip-llava-7b",
+        "llava-onevision-qwen2-0.5b",
+        "llava-interleave-qwen-0.5b",
+        "llava-gemma-2b",
+    ],
+)
 def test_recording_leaves_outputs_unchanged_and_restores_sdpa(tiny_checkpoint, tiny_probes, shape):
     checkpoint = load_checkpoint(tiny_checkpoint(shape), device="cpu")
     batch = encode_batch(checkpoint, read_probes(tiny_probes), "last-prompt")
