@@ -5,11 +5,33 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
+from typing import Annotated
 
 from PIL import Image, UnidentifiedImageError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from extract.errors import HeadcastError
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
+
+
+FiniteNumber = Annotated[StrictInt | StrictFloat, AfterValidator(_finite)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +47,35 @@ class Probe:
         try:
             with Image.open(self.image) as image:
                 return image.convert("RGB")
-        except (OSError, UnidentifiedImageError) as err:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
             raise HeadcastError(f"probe {self.id!r}: cannot read image {self.image}: {err}") from None
+
+
+# A model's image placeholder inside a question would add a second image slot the inputs cannot fill.
+IMAGE_PLACEHOLDERS = ("<image>", "<|image_pad|>", "<|image|>", "<img>")
+
+
+class ProbeLine(BaseModel):
+    """One JSONL line as written; strict, so `question: 42` or `id: null` is refused, not stringified."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    id: StrictStr | StrictInt
+    image: Annotated[StrictStr, Field(min_length=1)]
+    question: Annotated[StrictStr, Field(min_length=1)]
+    answer: StrictStr | StrictInt | None = None
+    box: Annotated[list[FiniteNumber], Field(min_length=4, max_length=4)] | None = None
+    task: StrictStr | None = None
+
+    @field_validator("question")
+    @classmethod
+    def _no_image_placeholder(cls, question: str) -> str:
+        for placeholder in IMAGE_PLACEHOLDERS:
+            if placeholder in question:
+                raise ValueError(
+                    f"contains the image placeholder {placeholder!r}; headcast adds the image itself"
+                )
+        return question
 
 
 def _parse_line(line: str, where: str, root: Path) -> Probe:
@@ -34,25 +83,41 @@ def _parse_line(line: str, where: str, root: Path) -> Probe:
         item = json.loads(line)
     except json.JSONDecodeError as err:
         raise HeadcastError(f"{where}: not valid JSON ({err.msg}); write one JSON object per line") from None
+    except RecursionError:
+        raise HeadcastError(f"{where}: JSON nested too deeply; write one flat JSON object per line") from None
     if not isinstance(item, dict):
         raise HeadcastError(f"{where}: expected a JSON object with id, image and question")
-    missing = [key for key in ("id", "image", "question") if key not in item]
-    if missing:
-        raise HeadcastError(f"{where}: missing field(s) {', '.join(missing)}")
-    box = item.get("box")
-    if box is not None:
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)):
-            raise HeadcastError(f"{where}: box must be [x0, y0, x1, y1] in pixels, got {box!r}")
-        box = tuple(float(v) for v in box)
-    answer = item.get("answer")
+    try:
+        fields = ProbeLine.model_validate(item)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"][:1]) or "line"
+        value = item.get(field, "missing")
+        shown = "missing" if problem["type"] == "missing" else f"{json.dumps(value)[:60]}"
+        raise HeadcastError(f"{where}: field {field!r} is {shown} ({_reason(problem)})") from None
     return Probe(
-        id=str(item["id"]),
-        image=(root / str(item["image"])).resolve(),
-        question=str(item["question"]),
-        answer=None if answer is None else str(answer),
-        box=box,
-        task=item.get("task"),
+        id=str(fields.id),
+        image=(root / fields.image).resolve(),
+        question=fields.question,
+        answer=None if fields.answer is None else str(fields.answer),
+        box=None if fields.box is None else tuple(float(v) for v in fields.box),
+        task=fields.task,
     )
+
+
+def _reason(problem: dict) -> str:
+    """pydantic's message for one field, in the words of the probe format."""
+    field = problem["loc"][0] if problem["loc"] else ""
+    if field == "box":
+        return "box must be [x0, y0, x1, y1]: four finite numbers, in pixels"
+    if problem["type"] == "missing":
+        return "every line needs id, image and question"
+    if problem["type"] == "value_error":
+        return str(problem["ctx"]["error"])
+    return {
+        "id": "id must be a string or an integer",
+        "answer": "answer must be a string or an integer",
+    }.get(field, f"{field} must be a non-empty string" if field in ("image", "question") else problem["msg"])
 
 
 def _check_image(probe: Probe, where: str) -> None:
@@ -65,6 +130,11 @@ def _check_image(probe: Probe, where: str) -> None:
             width, height = image.size
     except (OSError, UnidentifiedImageError):
         raise HeadcastError(f"{where}: image {probe.image} is not a readable image file") from None
+    except Image.DecompressionBombError:
+        raise HeadcastError(
+            f"{where}: image {probe.image} has more than {2 * Image.MAX_IMAGE_PIXELS} pixels; "
+            "a probe image this large is refused as a decompression bomb, resize it"
+        ) from None
     if probe.box is not None:
         x0, y0, x1, y1 = probe.box
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
@@ -80,14 +150,21 @@ def read_probes(path: str | Path) -> list[Probe]:
     if not path.is_file():
         raise HeadcastError(f"probe file {path} does not exist")
     probes = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            probe = _parse_line(line, where, path.parent)
-            _check_image(probe, where)
-            probes.append(probe)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise HeadcastError(
+            f"{path} is not UTF-8 text (byte {err.start}); save the probe file as UTF-8"
+        ) from None
+    except OSError as err:
+        raise HeadcastError(f"cannot read probe file {path} ({err.strerror})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        probe = _parse_line(line, where, path.parent)
+        _check_image(probe, where)
+        probes.append(probe)
     if not probes:
         raise HeadcastError(f"probe file {path} has no items; add at least one JSON line")
     ids = [p.id for p in probes]

@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.report import add_report_parser
     from experiments.zoo import add_zoo_parser
     from extract.cli import add_extract_parser
+    from extract.probe_sets import add_probes_parser
     from predictor.cli import add_predictor_parsers
     from predictor.service import add_serve_parser
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_extract_parser(subparsers)
+    add_probes_parser(subparsers)
     add_predictor_parsers(subparsers)
     add_serve_parser(subparsers)
     add_demo_parser(subparsers)
