@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from extract.contract import CONTRACT_COLUMN
 from extract.features import QUERY_POSITIONS, VisualHeadThresholds, write_features
 from extract.plots import head_heatmap, save_figure
 from extract.probes import read_probes
@@ -90,5 +91,6 @@ def run_extract(args: argparse.Namespace) -> int:
         "concentration_threshold": args.concentration_threshold,
     }
     write_features(table, {m.checkpoint: m.settings | thresholds for m in metrics}, args.out)
-    print(f"wrote {len(table)} feature row(s) x {table.shape[1] - 2} features to {args.out}")
+    n_features = table.shape[1] - len({"checkpoint", "schema_version", CONTRACT_COLUMN} & set(table.columns))
+    print(f"wrote {len(table)} feature row(s) x {n_features} features to {args.out}")
     return 0

@@ -18,6 +18,7 @@ import pandas as pd
 METRICS: tuple[str, ...] = ("visual_mass", "text_mass", "region_mass", "concentration")  # recorded per head
 QUERY_POSITIONS: tuple[str, ...] = ("last-prompt", "first-generated", "answer-mean")  # a recorded setting
 FEATURE_SCHEMA_VERSION = "headcast-features/2"
+METRICS_VERSION = "2"  # bump when the recorded numbers change meaning (2: answers cached too)
 DEPTH_BINS = 4
 HEAD_PREFIXES: tuple[str, ...] = ("all.", *(f"depth{b}." for b in range(DEPTH_BINS)))
 CONFIDENCE_PREFIX = "confidence."
@@ -158,14 +159,24 @@ def confidence_feature_columns(columns: Iterable[str]) -> list[str]:
 
 
 def write_features(table: pd.DataFrame, settings: dict[str, dict], path) -> None:
-    """Write the feature table atomically, with each checkpoint's settings in the file's metadata."""
+    """Write the feature table atomically, with each checkpoint's settings in the file's metadata.
+
+    A row's extraction contract (its `contract` column) joins its checkpoint's settings there too, so
+    tools that read only the Parquet metadata see how every row was made.
+    """
     import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from extract.contract import CONTRACT_COLUMN
     from extract.storage import atomic_output
 
+    if CONTRACT_COLUMN in table:
+        settings = dict(settings)
+        for checkpoint, text in zip(table["checkpoint"], table[CONTRACT_COLUMN], strict=True):
+            if isinstance(text, str):
+                settings[checkpoint] = dict(settings.get(checkpoint, {})) | {"contract": json.loads(text)}
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     metadata = dict(arrow.schema.metadata or {})
     metadata[b"headcast"] = json.dumps(
@@ -176,12 +187,17 @@ def write_features(table: pd.DataFrame, settings: dict[str, dict], path) -> None
 
 
 def read_features(path) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """A feature table and its per-checkpoint settings; errors name what is wrong with the file."""
+    """A feature table and its per-checkpoint settings; errors name what is wrong with the file.
+
+    A file written before extraction contracts gets its `contract` column back from the settings in
+    its metadata, so old tables are checked like new ones.
+    """
     import json
     from pathlib import Path
 
     import pyarrow.parquet as pq
 
+    from extract.contract import CONTRACT_COLUMN, contracts_from_settings
     from extract.errors import HeadcastError
 
     path = Path(path)
@@ -197,4 +213,9 @@ def read_features(path) -> tuple[pd.DataFrame, dict[str, dict]]:
             f"{path} has no checkpoint/schema_version columns; it is not a headcast feature table"
         )
     meta = json.loads((arrow.schema.metadata or {}).get(b"headcast", b"{}"))
-    return table, meta.get("settings", {})
+    settings = meta.get("settings", {})
+    if CONTRACT_COLUMN not in table:
+        implied = contracts_from_settings(settings, table["checkpoint"].tolist())
+        if implied is not None:
+            table.insert(2, CONTRACT_COLUMN, implied)
+    return table, settings

@@ -15,10 +15,12 @@ import torch
 from tqdm.auto import tqdm
 
 from extract.answers import first_token_answers
+from extract.contract import CONTRACT_COLUMN, ExtractionContract
 from extract.errors import HeadcastError
 from extract.features import (
     FEATURE_SCHEMA_VERSION,
     METRICS,
+    METRICS_VERSION,
     QUERY_POSITIONS,
     VisualHeadThresholds,
     feature_row,
@@ -38,7 +40,6 @@ from extract.prompts import build_prompt
 from extract.runner import record_batch
 from extract.storage import MetricsCache, cache_key, checkpoint_fingerprint
 
-METRICS_VERSION = "2"  # bump when the recorded numbers change meaning (2: answers cached too)
 ANSWER_COLUMNS = ("item", "task", "answer", "correct", "prob", "confidence")
 
 
@@ -194,9 +195,15 @@ def extract_head_metrics(
 
 
 def features_table(metrics: Sequence[HeadMetrics], thresholds: VisualHeadThresholds) -> pd.DataFrame:
-    """One row per checkpoint: `checkpoint`, `schema_version`, the head features, the confidence features."""
+    """One row per checkpoint: `checkpoint`, `schema_version`, `contract` (how the row was made, as JSON),
+    the head features, the confidence features."""
     rows = [
-        {"checkpoint": m.checkpoint, "schema_version": FEATURE_SCHEMA_VERSION} | m.feature_row(thresholds)
+        {
+            "checkpoint": m.checkpoint,
+            "schema_version": FEATURE_SCHEMA_VERSION,
+            CONTRACT_COLUMN: ExtractionContract.from_settings(m.settings, thresholds).to_json(),
+        }
+        | m.feature_row(thresholds)
         for m in metrics
     ]
     return pd.DataFrame(rows)

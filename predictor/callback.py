@@ -14,6 +14,9 @@ predicts the scores with intervals and logs both at the training step:
 
 `HeadcastCallback` calls it from a transformers `Trainer` every N steps and/or on save, into the
 run transformers' own MLflow logging uses; custom loops call the function directly.
+The live model is measured under the predictor's extraction contract (its query position and
+visual-head thresholds, on its probe set, in its dtype); anything else is refused, since the
+predictor would answer such a row with confident nonsense.
 Torch and transformers are imported when called, not when this module is imported.
 """
 
@@ -27,6 +30,13 @@ from typing import Any
 
 import pandas as pd
 
+from extract.contract import (
+    CONTRACT_COLUMN,
+    ExtractionContract,
+    check_probe_set,
+    extraction_options,
+    fitted_contract,
+)
 from extract.errors import HeadcastError
 from extract.features import FEATURE_SCHEMA_VERSION, VisualHeadThresholds, feature_row
 from predictor.cli import DEFAULT_MODEL, load_model
@@ -90,11 +100,36 @@ def _measure(model, processor, probes: Sequence, query: str, batch_size: int):
 
 
 def measure_live_model(
-    model, processor, probes: Sequence, query: str = "last-prompt", batch_size: int = 8
+    model,
+    processor,
+    probes: Sequence,
+    query: str = "last-prompt",
+    batch_size: int = 8,
+    thresholds: VisualHeadThresholds | None = None,
 ) -> dict[str, float]:
-    """The feature row of the model as it is now."""
+    """The feature row of the model as it is now (default visual-head thresholds unless given)."""
     samples, answers = _measure(model, processor, probes, query, batch_size)
-    return feature_row(samples, VisualHeadThresholds(), answers)
+    return feature_row(samples, thresholds or VisualHeadThresholds(), answers)
+
+
+def live_contract(model, probes: Sequence, predictor: Any, query: str | None = None) -> ExtractionContract:
+    """The contract the live model is measured under: the predictor's query and thresholds (`query` may
+    only repeat the predictor's), the probes' hash and the model's dtype. A probe set or dtype other than
+    the predictor's is refused here, before any measuring."""
+    from extract.probes import probe_set_hash
+
+    fitted = fitted_contract(predictor)
+    query, _, thresholds = extraction_options(fitted, query)
+    probe_hash = probe_set_hash(list(probes))
+    check_probe_set(fitted, probe_hash, "the callback's probes")
+    dtype = str(getattr(model, "module", model).dtype).removeprefix("torch.")
+    if fitted is not None and dtype != fitted.dtype:
+        raise HeadcastError(
+            f"the live model runs in dtype={dtype} but the predictor was fitted on features extracted with "
+            f"dtype={fitted.dtype}; measure the model in {fitted.dtype} or refit on features extracted with "
+            f"--dtype {dtype}"
+        )
+    return ExtractionContract(query, thresholds.visual_mass, thresholds.concentration, dtype, probe_hash)
 
 
 def answer_live_anchors(model, processor, anchors: Sequence, batch_size: int = 8) -> dict[str, float]:
@@ -130,7 +165,7 @@ def log_predicted_scores(
     predictor: Any = None,
     step: int = 0,
     *,
-    query: str = "last-prompt",
+    query: str | None = None,
     batch_size: int = 8,
     prefix: str = "headcast",
     run_id: str | None = None,
@@ -139,9 +174,11 @@ def log_predicted_scores(
     """Measure the live model on `probes`, predict its scores, log them at `step`; returns the metrics.
 
     `predictor`: a fitted HeadcastPredictor (or HybridPredictor), a pyfunc model, or a model URI
-    (default: the champion); pass a resolved one when calling repeatedly. With `anchors` (the anchor
-    probe file of a hybrid model) the model also answers those items and benchmarks get the anchored
-    estimate. Metrics go to `run_id`, else the active MLflow run (MLflow starts one if there is none).
+    (default: the champion); pass a resolved one when calling repeatedly. The measurement follows the
+    predictor's extraction contract (`query` defaults to its own; another is an error). With `anchors`
+    (the anchor probe file of a hybrid model) the model also answers those items and benchmarks get the
+    anchored estimate. Metrics go to `run_id`, else the active MLflow run (MLflow starts one if there is
+    none).
     """
     import mlflow
 
@@ -149,13 +186,14 @@ def log_predicted_scores(
 
     started = time.perf_counter()
     predictor = resolve_predictor(predictor)
-    features = measure_live_model(model, processor, _read_probes(probes), query, batch_size)
+    probes = _read_probes(probes)
+    contract = live_contract(model, probes, predictor, query)
+    features = measure_live_model(model, processor, probes, contract.query, batch_size, contract.thresholds)
     answers = (
         {} if anchors is None else answer_live_anchors(model, processor, _read_anchors(anchors), batch_size)
     )
-    predictions = predict_rows(
-        predictor, pd.DataFrame([{"schema_version": FEATURE_SCHEMA_VERSION} | features | answers])
-    )
+    row = {"schema_version": FEATURE_SCHEMA_VERSION, CONTRACT_COLUMN: contract.to_json()}
+    predictions = predict_rows(predictor, pd.DataFrame([row | features | answers]))
     metrics = score_metrics(predictions, features, predictor.benchmarks_, prefix)
     metrics[metric_key(prefix, "seconds", sep="/")] = time.perf_counter() - started
     if run_id is not None:
@@ -182,7 +220,7 @@ class HeadcastCallback(TrainerCallback):
         predictor: Any = None,
         every_n_steps: int | None = 50,
         on_save: bool = False,
-        query: str = "last-prompt",
+        query: str | None = None,
         batch_size: int = 8,
         prefix: str = "headcast",
         anchors: Sequence | str | Path | None = None,
@@ -193,6 +231,12 @@ class HeadcastCallback(TrainerCallback):
         self.probes = _read_probes(probes)  # read once: a bad probe file fails before training starts
         self.anchors = None if anchors is None else _read_anchors(anchors)
         self.predictor = resolve_predictor(predictor)
+        fitted = fitted_contract(self.predictor)
+        extraction_options(fitted, query)  # a conflicting query or probe set fails before training starts
+        if fitted is not None:
+            from extract.probes import probe_set_hash
+
+            check_probe_set(fitted, probe_set_hash(self.probes), "the callback's probes")
         self.every_n_steps, self.log_on_save = every_n_steps, on_save
         self.query, self.batch_size, self.prefix = query, batch_size, prefix
         self.history: list[tuple[int, dict[str, float]]] = []

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from extract.contract import CONTRACT_COLUMN, ExtractionContract, table_contract
 from extract.errors import HeadcastError
 from extract.features import FEATURE_SCHEMA_VERSION
 
@@ -24,6 +25,7 @@ class Dataset:
     groups: pd.Series
     steps: pd.Series
     families: pd.Series
+    contract: ExtractionContract | None = None  # how every feature row was made; stored with the model
 
     @property
     def benchmarks(self) -> list[str]:
@@ -52,7 +54,11 @@ def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
             f"feature schema {sorted(versions)} does not match this headcast's {FEATURE_SCHEMA_VERSION!r}; "
             "re-extract the features with this version"
         )
-    return table.drop(columns=["schema_version"]).set_index("checkpoint").astype(float)
+    return (
+        table.drop(columns=["schema_version", CONTRACT_COLUMN], errors="ignore")
+        .set_index("checkpoint")
+        .astype(float)
+    )
 
 
 def _names(items: Sequence[str], limit: int = 3) -> str:
@@ -68,6 +74,7 @@ def build_dataset(
 ) -> Dataset:
     """Features (`checkpoint, schema_version, ...`) joined with long scores; mismatches are errors."""
     matrix = feature_matrix(features)
+    contract = table_contract(features)  # a table mixing contracts is refused before any work
     if scores.empty:
         raise HeadcastError("the score table has no rows")
     wide = scores.pivot_table(index="checkpoint", columns="benchmark", values="score", aggfunc="mean")
@@ -98,6 +105,7 @@ def build_dataset(
         groups=pd.Series([run_of(c) for c in order], index=order, name="run"),
         steps=pd.Series([step_of(c) for c in order], index=order, name="step"),
         families=pd.Series(families, index=order, name="family"),
+        contract=contract,
     )
     n_groups = dataset.groups.nunique()
     if n_groups < MIN_GROUPS:

@@ -10,12 +10,13 @@ import joblib
 import mlflow.pyfunc
 import pandas as pd
 
+from extract.contract import CONTRACT_COLUMN, ExtractionContract, fitted_contract
 from extract.errors import HeadcastError
 from extract.features import FEATURE_SCHEMA_VERSION
 
 
 class HeadcastModel(mlflow.pyfunc.PythonModel):
-    """Wraps a fitted `HeadcastPredictor`; rows of another feature schema are refused."""
+    """Wraps a fitted `HeadcastPredictor`; rows of another schema or extraction contract are refused."""
 
     def load_context(self, context) -> None:
         self.predictor = joblib.load(context.artifacts["predictor"])
@@ -25,7 +26,8 @@ class HeadcastModel(mlflow.pyfunc.PythonModel):
 
 
 def predict_rows(predictor, rows: pd.DataFrame) -> pd.DataFrame:
-    """Check schema and columns, then predict; the one code path of the CLI, service and pyfunc."""
+    """Check schema, contract and columns, then predict; the one code path of the CLI, service, callback and
+    pyfunc."""
     if "schema_version" in rows:
         versions = set(rows["schema_version"].dropna())
         if versions - {FEATURE_SCHEMA_VERSION}:
@@ -33,6 +35,7 @@ def predict_rows(predictor, rows: pd.DataFrame) -> pd.DataFrame:
                 f"feature schema {sorted(versions)} does not match the model's {FEATURE_SCHEMA_VERSION!r}; "
                 "re-extract the features with this headcast version"
             )
+    check_contracts(predictor, rows)
     missing = [c for c in predictor.feature_names_ if c not in rows]
     if missing:
         raise HeadcastError(
@@ -45,6 +48,21 @@ def predict_rows(predictor, rows: pd.DataFrame) -> pd.DataFrame:
     )
     _check_answers(answers)
     return predictor.predict(pd.concat([features, answers], axis=1)).reset_index(drop=True)
+
+
+def check_contracts(predictor, rows: pd.DataFrame) -> None:
+    """Rows made under another extraction contract than the model's training rows are refused.
+
+    A row without a contract (no `contract` column, or null) is taken on the caller's word, as are all
+    rows of a model fitted without one; both are how headcast worked before contracts.
+    """
+    fitted = fitted_contract(predictor)
+    if fitted is None or CONTRACT_COLUMN not in rows:
+        return
+    for text in rows[CONTRACT_COLUMN].dropna().unique():
+        problem = ExtractionContract.from_json(text).mismatch(fitted)
+        if problem:
+            raise HeadcastError(problem)
 
 
 def _check_answers(answers: pd.DataFrame) -> None:

@@ -4,6 +4,7 @@
     GET  /model           the served model: registered name, version, alias, schema, benchmarks
     POST /predict         {"features": {...}} or {"rows": [...]}: scores, intervals, OOD flag
     POST /jobs            {"checkpoint": PATH, "probes": PATH}: extraction + prediction, queued
+                          (with the model's extraction contract: its query, thresholds, dtype, probe set)
     GET  /jobs/{id}       status, progress and, when done, the prediction
     GET  /docs            OpenAPI (FastAPI's usual place; the schema is at /openapi.json)
 
@@ -36,6 +37,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from extract.contract import (
+    CONTRACT_COLUMN,
+    ExtractionContract,
+    check_probe_set,
+    extraction_options,
+    fitted_contract,
+)
 from extract.errors import HeadcastError
 from extract.features import CONFIDENCE_PREFIX, FEATURE_SCHEMA_VERSION
 from predictor.cli import DEFAULT_MODEL, load_model
@@ -48,7 +56,7 @@ MAX_ROWS = 256
 MAX_PENDING_JOBS = 32
 KEPT_JOBS = 1000  # finished jobs remembered for GET /jobs/{id}
 MODEL_RETRY_SECONDS = 5.0  # how often a missing model is looked for again
-NON_FEATURES = {"checkpoint", "schema_version"}  # columns a feature table has besides the features
+NON_FEATURES = {"checkpoint", "schema_version", CONTRACT_COLUMN}  # a feature table's non-feature columns
 Query = Literal["last-prompt", "first-generated", "answer-mean"]
 
 
@@ -67,6 +75,11 @@ class ServiceError(Exception):
 class ServedModel:
     predictor: Any  # the fitted HeadcastPredictor inside the pyfunc model
     info: dict[str, Any]
+
+    @property
+    def contract(self) -> ExtractionContract | None:
+        """How the model's training rows were made: what request rows and jobs must match."""
+        return fitted_contract(self.predictor)
 
 
 def _resolve_registered(uri: str) -> tuple[str, dict[str, Any]]:
@@ -115,6 +128,8 @@ def load_served_model(uri: str) -> ServedModel:
         "benchmarks": list(predictor.benchmarks_),
         "features": len(predictor.feature_names_),
     }
+    contract = fitted_contract(predictor)
+    info["extraction_contract"] = None if contract is None else contract.to_dict()
     return ServedModel(predictor, info)
 
 
@@ -234,7 +249,7 @@ class JobRequest(BaseModel):
     anchors: str | None = Field(
         None, min_length=1, max_length=4096, description="anchor probe file of a hybrid model (optional)"
     )
-    query: Query = "last-prompt"
+    query: Query | None = Field(None, description="query position; default: the model's (its contract)")
 
     @field_validator("checkpoint", "probes", "anchors")
     @classmethod
@@ -361,8 +376,6 @@ class JobQueue:
         job.status = job.stage = outcome  # last: a client that sees "done" also sees the run id
 
     def _extract_and_predict(self, job: Job, model: ServedModel) -> dict[str, Any]:
-
-        from extract.features import VisualHeadThresholds
         from extract.pipeline import ExtractionSettings, extract_head_metrics
         from extract.probes import read_probes
 
@@ -372,11 +385,14 @@ class JobQueue:
         def on_batch(done: int, total: int) -> None:
             job.done = done
 
-        settings = ExtractionSettings(job.query, self.batch_size, self.device, self.dtype)
+        query, dtype, thresholds = extraction_options(model.contract, job.query, self.dtype)
+        settings = ExtractionSettings(query, self.batch_size, self.device, dtype, thresholds)
         metrics = extract_head_metrics(job.checkpoint, probes, settings, progress=False, on_batch=on_batch)
         job.done = len(probes)  # also when the cache answered
         job.stage = "predicting"
-        features = {"schema_version": FEATURE_SCHEMA_VERSION} | metrics.feature_row(VisualHeadThresholds())
+        contract = ExtractionContract.from_settings(metrics.settings, thresholds)
+        features = {"schema_version": FEATURE_SCHEMA_VERSION, CONTRACT_COLUMN: contract.to_json()}
+        features |= metrics.feature_row(thresholds)
         answers = {}
         if job.anchors is not None:  # one more small prefill: the answers on the anchor items
             from predictor.anchors import read_anchor_probes
@@ -384,8 +400,9 @@ class JobQueue:
 
             anchors = read_anchor_probes(job.anchors)
             job.stage, job.done, job.total = "answering anchors", 0, len(anchors)
+            answering = dataclasses.replace(settings, query="last-prompt")  # answer-mean gives no answers
             answered = extract_head_metrics(
-                job.checkpoint, anchors, settings, progress=False, on_batch=on_batch
+                job.checkpoint, anchors, answering, progress=False, on_batch=on_batch
             )
             answers = answer_row(answered.answers)
             missing = unanswered_anchors(model.predictor, answers)
@@ -573,7 +590,7 @@ def create_app(
 
     @app.post("/jobs", status_code=202)
     def submit_job(body: JobRequest) -> dict[str, Any]:
-        slot.get()  # no minutes of extraction for a prediction that cannot be made
+        model = slot.get()  # no minutes of extraction for a prediction that cannot be made
         checkpoint = inside_roots(body.checkpoint, resolved_roots, "checkpoint")
         probes = inside_roots(body.probes, resolved_roots, "probes")
         anchors = None if body.anchors is None else inside_roots(body.anchors, resolved_roots, "anchors")
@@ -591,7 +608,15 @@ def create_app(
                 _probe_images_inside(anchors, resolved_roots)
         except OSError as err:  # e.g. a name too long, a folder we may not read
             raise ServiceError(422, f"cannot read {err.filename or 'the paths'} ({err.strerror})") from None
-        job = jobs.submit(checkpoint, probes, body.query, anchors)
+        # a query, dtype or probe set the model was not fitted on is a 422 now, not a failed job later
+        query, _, _ = extraction_options(model.contract, body.query, jobs.dtype)
+        if model.contract is not None:
+            from extract.probes import probe_set_hash, read_probes
+
+            check_probe_set(
+                model.contract, probe_set_hash(read_probes(probes)), f"probe file {body.probes[:200]!r}"
+            )
+        job = jobs.submit(checkpoint, probes, query, anchors)
         return {"id": job.id, "status": job.status, "url": f"/jobs/{job.id}"}
 
     @app.get("/jobs/{job_id}")
