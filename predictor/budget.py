@@ -86,11 +86,15 @@ def item_matrices(items: pd.DataFrame, checkpoints: Sequence[str]) -> dict[str, 
     return out
 
 
-def load_item_results(path: str | Path, scores: pd.DataFrame, dataset: Dataset) -> dict[str, BenchmarkItems]:
-    """Per-item results at `path` for the dataset's checkpoints and benchmarks, checked against `scores`."""
+def load_item_results(
+    items: str | Path | pd.DataFrame, scores: pd.DataFrame, dataset: Dataset
+) -> dict[str, BenchmarkItems]:
+    """Per-item results (a `read_items` table or its path) for the dataset's checkpoints and benchmarks,
+    checked against `scores`."""
     from predictor.scores import check_items_match_scores, read_items
 
-    items = read_items(path)
+    if not isinstance(items, pd.DataFrame):
+        items = read_items(items)
     items = items[items["benchmark"].isin(dataset.benchmarks)]
     check_items_match_scores(items, scores)
     missing = sorted(set(dataset.benchmarks) - set(items["benchmark"]))

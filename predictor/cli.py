@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from extract.contract import check_probe_set, extraction_options, fitted_contract
 from extract.errors import HeadcastError
 from extract.features import QUERY_POSITIONS, read_features
 
@@ -24,6 +25,23 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("--features", required=True, type=Path, help="feature table from 'headcast extract'")
     fit.add_argument("--scores", required=True, type=Path, help="scores CSV or a folder of lmms-eval results")
+    fit.add_argument(
+        "--checkpoint-root",
+        type=Path,
+        metavar="DIR",
+        help="the folder relative checkpoint names stand under: scores and items naming checkpoints by "
+        "absolute path (as lmms-eval's pretrained=) match features named relative to it",
+    )
+    fit.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="use lmms-eval --limit runs where no full run of the checkpoint and task exists",
+    )
+    fit.add_argument(
+        "--keep-latest",
+        action="store_true",
+        help="where lmms-eval scored a checkpoint and task twice, use the latest run",
+    )
     fit.add_argument("--experiment", default="headcast", help="MLflow experiment name")
     fit.add_argument("--benchmarks", help="comma-separated benchmarks to fit (default: all in the scores)")
     fit.add_argument(
@@ -81,27 +99,35 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--query",
         choices=QUERY_POSITIONS,
-        default="last-prompt",
-        help="query position; use the one the model's features were extracted with",
+        help="query position (default: the one the model's features were extracted with, from its "
+        "extraction contract; another is an error)",
     )
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    predict.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    predict.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="dtype (default auto: the model's contract's, else float32 on CPU and half on GPU)",
+    )
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=run_predict)
 
 
 def _load_fit_inputs(args: argparse.Namespace):
+    """The dataset, the item count behind each score, the probe count, and the scores themselves."""
+    from predictor.checkpoints import rename_checkpoints
     from predictor.dataset import build_dataset
     from predictor.scores import read_scores
 
     features, settings = read_features(args.features)
-    scores = read_scores(args.scores)
+    scores = read_scores(args.scores, args.allow_partial, args.keep_latest)
+    scores = rename_checkpoints(scores, features["checkpoint"].tolist(), args.checkpoint_root)
     benchmarks = [b for b in (args.benchmarks or "").split(",") if b] or None
     dataset = build_dataset(features, scores, settings, benchmarks)
     items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
     items = items.reindex(index=dataset.scores.index, columns=dataset.benchmarks)
     probe_counts = {s.get("n_probes") for s in settings.values()} - {None}
-    return dataset, items, (probe_counts.pop() if len(probe_counts) == 1 else None)
+    return dataset, items, (probe_counts.pop() if len(probe_counts) == 1 else None), scores
 
 
 def format_report(report, benchmarks: list[str]) -> str:
@@ -126,7 +152,7 @@ def format_report(report, benchmarks: list[str]) -> str:
 
 def run_fit(args: argparse.Namespace) -> int:
     from predictor.models import ESTIMATORS
-    from predictor.tracking import fit_and_track
+    from predictor.tracking import fit_and_track, log_scores
 
     estimators = [e for e in args.estimators.split(",") if e]
     unknown = set(estimators) - set(ESTIMATORS)
@@ -138,13 +164,18 @@ def run_fit(args: argparse.Namespace) -> int:
         raise HeadcastError(
             "--anchors-out needs --items (to choose anchors) and --suite (to copy the items from)"
         )
-    dataset, items, probe_count = _load_fit_inputs(args)
+    dataset, items, probe_count, scores = _load_fit_inputs(args)
     item_results = None
     if args.items:
         from predictor.budget import load_item_results
-        from predictor.scores import read_scores
+        from predictor.checkpoints import rename_checkpoints
+        from predictor.scores import read_items
 
-        item_results = load_item_results(args.items, read_scores(args.scores), dataset)
+        item_table = read_items(args.items, args.allow_partial, args.keep_latest)
+        item_table = rename_checkpoints(
+            item_table, list(dataset.scores.index), args.checkpoint_root, what="per-item result"
+        )
+        item_results = load_item_results(item_table, scores, dataset)
     per_head = pd.read_parquet(args.per_head) if args.per_head else None
     report = fit_and_track(
         dataset,
@@ -157,6 +188,7 @@ def run_fit(args: argparse.Namespace) -> int:
         item_results=item_results,
         anchors_per_benchmark=args.anchors,
     )
+    log_scores(scores, report.run_id)
     print(format_report(report, dataset.benchmarks))
     if item_results is not None:
         from predictor.frontier import format_frontier, frontier
@@ -211,6 +243,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from predictor.pyfunc import prediction_json
 
     model = load_model(args.model)
+    fitted = fitted_contract(model.unwrap_python_model().predictor)
     if args.features is not None:
         if args.anchors is not None:
             raise HeadcastError(
@@ -222,19 +255,24 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         if args.probes is None:
             raise HeadcastError("predicting from a checkpoint needs --probes PROBES.jsonl")
-        from extract.pipeline import ExtractionSettings, answers_table, extract_features
-        from extract.probes import read_probes
+        import dataclasses
 
-        settings = ExtractionSettings(query=args.query, device=args.device, dtype=args.dtype)
-        table, _ = extract_features(
-            [args.checkpoint], read_probes(args.probes), settings, progress=not args.json
-        )
+        from extract.pipeline import ExtractionSettings, answers_table, extract_features
+        from extract.probes import probe_set_hash, read_probes
+
+        # the model's own query, thresholds and dtype, and its probe set: checked before any extraction
+        query, dtype, thresholds = extraction_options(fitted, args.query, args.dtype)
+        probes = read_probes(args.probes)
+        check_probe_set(fitted, probe_set_hash(probes), str(args.probes))
+        settings = ExtractionSettings(query, device=args.device, dtype=dtype, thresholds=thresholds)
+        table, _ = extract_features([args.checkpoint], probes, settings, progress=not args.json)
         if args.anchors is not None:  # one more small prefill: the answers on the anchor items
             from predictor.anchors import read_anchor_probes
             from predictor.hybrid import unanswered_anchors
 
             anchors = read_anchor_probes(args.anchors)
-            _, metrics = extract_features([args.checkpoint], anchors, settings, progress=not args.json)
+            answering = dataclasses.replace(settings, query="last-prompt")  # answer-mean gives no answers
+            _, metrics = extract_features([args.checkpoint], anchors, answering, progress=not args.json)
             table = _answers_of(answers_table(metrics), table)
             missing = unanswered_anchors(model.unwrap_python_model().predictor, table.columns)
             if missing:

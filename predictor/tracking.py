@@ -24,6 +24,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
 
+from extract.contract import CONTRACT_COLUMN, ExtractionContract
 from extract.features import FEATURE_SCHEMA_VERSION
 from extract.plots import head_heatmap
 from predictor import pyfunc_model
@@ -104,27 +105,39 @@ def _log_metrics(table: pd.DataFrame, prefix: str = "") -> None:
 
 
 def _signature(model, example: pd.DataFrame) -> ModelSignature:
-    """Feature columns as required inputs; anchor answer columns (hybrid models) as optional ones."""
+    """Feature columns as required inputs; the row's contract and anchor answer columns (hybrid models) as
+    optional ones (a row without a contract is taken as the caller vouches; one with another is refused)."""
     signature = infer_signature(example, model.predict(example[model.feature_names_]))
+    inputs = [
+        ColSpec(spec.type, spec.name, required=False) if spec.name == CONTRACT_COLUMN else spec
+        for spec in signature.inputs.inputs
+    ]
     optional = [
         ColSpec(DataType.double, name, required=False) for name in getattr(model, "answer_columns_", [])
     ]
-    if optional:
-        signature = ModelSignature(Schema([*signature.inputs.inputs, *optional]), signature.outputs)
-    return signature
+    return ModelSignature(Schema([*inputs, *optional]), signature.outputs)
 
 
-def _register(model, example: pd.DataFrame) -> str:
-    """Log `model` as a pyfunc with signature and example, register it, make it the champion."""
+def _register(model, example: pd.DataFrame, contract: ExtractionContract | None = None) -> str:
+    """Log `model` as a pyfunc with signature and example, register it, make it the champion.
+
+    The extraction contract of its training rows goes with it three ways: inside the pickled predictor
+    (`contract_`, what every prediction path checks), as the model artifact `contract.json` and as the
+    version tag `extraction_contract` (for people and tools that look without loading the model).
+    """
     packages = ("scikit-learn", "lightgbm", "pandas", "mlflow", "joblib")
     requirements = [f"{p}=={importlib.metadata.version(p)}" for p in packages]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictor.joblib"
         joblib.dump(model, path)
+        artifacts = {"predictor": str(path)}
+        if contract is not None:
+            (Path(tmp) / "contract.json").write_text(json.dumps(contract.to_dict(), indent=1))
+            artifacts["contract"] = str(Path(tmp) / "contract.json")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(pyfunc_model.__file__)),
-            artifacts={"predictor": str(path)},
+            artifacts=artifacts,
             signature=_signature(model, example),
             input_example=example,
             registered_model_name=REGISTERED_NAME,
@@ -134,6 +147,8 @@ def _register(model, example: pd.DataFrame) -> str:
     client = MlflowClient()
     client.set_model_version_tag(REGISTERED_NAME, version, "feature_schema_version", FEATURE_SCHEMA_VERSION)
     client.set_model_version_tag(REGISTERED_NAME, version, "benchmarks", ",".join(model.benchmarks_))
+    if contract is not None:
+        client.set_model_version_tag(REGISTERED_NAME, version, "extraction_contract", contract.to_json())
     client.set_registered_model_alias(REGISTERED_NAME, CHAMPION, version)
     return version
 
@@ -172,6 +187,9 @@ def fit_and_track(
                 "probe_count": probe_count,
             }
         )
+        if dataset.contract is not None:
+            mlflow.log_dict(dataset.contract.to_dict(), "contract.json")
+            mlflow.set_tag("extraction_contract", dataset.contract.to_json())
         baselines = {"mean_baseline": score_predictions(dataset, mean_baseline(dataset, folds))["mae"]}
         steps = step_baseline(dataset, folds)
         if steps is not None:
@@ -224,8 +242,11 @@ def fit_and_track(
         if register:
             example = dataset.features.head(3).reset_index(drop=True)
             example.insert(0, "schema_version", FEATURE_SCHEMA_VERSION)
+            if dataset.contract is not None:
+                example.insert(1, CONTRACT_COLUMN, dataset.contract.to_json())
+                final.contract_ = dataset.contract.to_dict()
             mlflow.set_tag("regressor_per_benchmark", json.dumps(final.chosen_))
-            version = _register(final, example)
+            version = _register(final, example, dataset.contract)
             mlflow.set_tag("registered_version", version)
     return FitReport(metrics, baselines, predictions[chosen], chosen, version, parent.info.run_id)
 
@@ -263,3 +284,8 @@ def log_frontier(result, run_id: str) -> None:
         if pd.notna(value)
     ]
     client.log_batch(run_id, metrics=metrics)
+
+
+def log_scores(scores: pd.DataFrame, run_id: str) -> None:
+    """The scores a fit learnt from, with their provenance (harness, version, metric, date, source file)."""
+    MlflowClient().log_text(run_id, scores.to_csv(index=False), "scores.csv")

@@ -136,5 +136,5 @@ def test_lmms_eval_result_folders_become_long_scores_in_percent(tmp_path):
 def test_a_score_csv_with_a_non_number_names_its_line(tmp_path):
     path = tmp_path / "scores.csv"
     path.write_text("checkpoint,benchmark,score\na/1,count,50\na/2,count,lots\n")
-    with pytest.raises(HeadcastError, match=r"scores\.csv:3: score is not a number"):
+    with pytest.raises(HeadcastError, match=r"scores\.csv:3: score 'lots' is not a number"):
         read_scores(path)
