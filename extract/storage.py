@@ -7,15 +7,20 @@ the probe set's bytes and the extraction settings; paths and timestamps never de
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from extract.errors import HeadcastError, warn
 
 
 def cache_root() -> Path:
@@ -25,10 +30,23 @@ def cache_root() -> Path:
 
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds.
+
+    The temporary name carries the writer's pid, so leftovers of a killed writer are removed by the next.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(path)
+        handle, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp" + path.suffix
+        )
+    except OSError as err:
+        raise HeadcastError(
+            f"cannot write {path} ({err.strerror or err}); choose another output path"
+        ) from None
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
@@ -39,6 +57,25 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Temporary files of `path` whose writer is gone (killed mid-write): nothing else removes them."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        pid = leftover.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _file_digest(file: Path, memo_dir: Path) -> str:
@@ -84,22 +121,36 @@ class MetricsCache:
         self.root = (root or cache_root()) / "head-metrics"
 
     def get(self, key: str) -> tuple[np.ndarray, pd.DataFrame, dict] | None:
-        """The cached (samples, answers, settings); None when absent, unreadable or from an older layout."""
+        """The cached (samples, answers, settings); None when absent. A damaged entry is never trusted:
+        it is removed with a warning, and the caller recomputes it."""
         file = self.root / f"{key}.npz"
-        if not file.is_file():
+        if not file.exists():
             return None
         try:
             with np.load(file) as data:
                 samples = data["samples"]
                 answers = pd.DataFrame(json.loads(str(data["answers"])))
                 meta = json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable entry: recompute and overwrite
-        if len(answers) != len(samples):
+            if len(answers) != len(samples) or not isinstance(meta, dict):
+                raise ValueError("its parts disagree")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            warn(f"cache entry {file} is damaged ({reason}); recomputing it")
+            self._remove(file)
             return None
         return samples, answers, meta
 
     def put(self, key: str, samples: np.ndarray, answers: pd.DataFrame, meta: dict) -> None:
+        """Store an entry; a cache that cannot be written is skipped with a warning, the result stands."""
         columns = json.dumps({name: answers[name].tolist() for name in answers.columns})
-        with atomic_output(self.root / f"{key}.npz") as tmp, tmp.open("wb") as stream:
-            np.savez(stream, samples=samples, answers=columns, meta=json.dumps(meta))
+        file = self.root / f"{key}.npz"
+        try:
+            with atomic_output(file) as tmp, tmp.open("wb") as stream:
+                np.savez(stream, samples=samples, answers=columns, meta=json.dumps(meta))
+        except (HeadcastError, OSError) as err:
+            warn(f"{err}; results are not cached (set HEADCAST_CACHE to a writable folder)")
+
+    @staticmethod
+    def _remove(file: Path) -> None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(file) if file.is_dir() else file.unlink()
