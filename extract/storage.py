@@ -95,10 +95,15 @@ def _file_digest(file: Path, memo_dir: Path) -> str:
     return digest.hexdigest()
 
 
+# config.json, weights, processor/tokenizer configs, chat templates, vocabularies (merges.txt, vocab.txt)
+FINGERPRINTED = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt")
+
+
 def checkpoint_fingerprint(path: str | Path) -> str:
-    """Hash of the checkpoint's config and weights (what decides its attention)."""
+    """Hash of what decides the checkpoint's numbers: config, weights, and the processor's and tokenizer's
+    files (image size, image tokens, prompt template), not READMEs or logs."""
     path = Path(path)
-    files = [path / "config.json", *sorted(path.glob("*.safetensors"))]
+    files = sorted(f for pattern in FINGERPRINTED for f in path.glob(pattern) if f.is_file())
     memo_dir = cache_root() / "file-digests"
     digest = hashlib.sha256()
     for file in files:

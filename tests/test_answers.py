@@ -56,7 +56,9 @@ def test_answers_are_the_models_own_first_token_distribution(tiny_checkpoint, ti
     gold = [tokenizer.convert_tokens_to_ids(p.answer) for p in probes]
     assert answers["item"].tolist() == [p.id for p in probes]
     assert answers["task"].tolist() == [p.task for p in probes]
-    assert answers["answer"].tolist() == [tokenizer.decode([int(p.argmax())]) for p in probs]
+    assert answers["answer"].tolist() == [
+        tokenizer.decode([int(p.argmax())], skip_special_tokens=True) for p in probs
+    ]
     np.testing.assert_allclose(answers["confidence"], [float(p.max()) for p in probs], atol=1e-5, rtol=0)
     gold_probs = [float(p[g]) for p, g in zip(probs, gold, strict=True)]
     np.testing.assert_allclose(answers["prob"], gold_probs, atol=1e-5, rtol=0)

@@ -83,3 +83,15 @@ def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_behind_on_fail
         tmp.write_text("half")
         raise RuntimeError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_the_fingerprint_follows_the_processor_and_weights_but_not_a_readme(tmp_path):
+    from extract.storage import checkpoint_fingerprint
+
+    for name, text in {"config.json": "{}", "model.safetensors": "w", "preprocessor_config.json": "{}"}.items():
+        (tmp_path / name).write_text(text)
+    first = checkpoint_fingerprint(tmp_path)
+    (tmp_path / "README.md").write_text("notes")
+    assert checkpoint_fingerprint(tmp_path) == first
+    (tmp_path / "preprocessor_config.json").write_text('{"crop_size": 336}')
+    assert checkpoint_fingerprint(tmp_path) != first
