@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # Create .venv and install headcast with its test tools; cheap when nothing changed.
+# pip's own chatter goes to .venv/bootstrap.log and is shown only when an install fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv 2>/dev/null || true
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=".venv/.headcast-installed"
+log=".venv/bootstrap.log"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+
+install() {
+  if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" >>"$log" 2>&1; then
+    echo "bootstrap: 'pip install $*' failed; its output:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+}
+
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
+  echo "setting up .venv (torch CPU build, headcast and its test tools; a few minutes the first time)"
+  : >"$log"
+  install --upgrade pip
   # the pinned CPU build first, so that no dependency pulls a CUDA build of torch
-  .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
-  echo "$want" > "$stamp"
+  install "torch==2.13.0"
+  install -e ".[dev]"
+  echo "$want" >"$stamp"
 fi
