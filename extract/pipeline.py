@@ -234,10 +234,16 @@ def extract_features(
         read_config(path)
         weight_files(Path(path))
     cache = MetricsCache()
-    metrics = [
-        extract_head_metrics(path, probes, settings, name, cache, progress)
-        for path, name in tqdm(
-            list(zip(paths, names, strict=True)), desc="extract", unit="ckpt", disable=not progress
-        )
-    ]
+    metrics = []
+    # one bar for the stage, counting probes: fine-grained for one large model, calm for many small ones
+    with tqdm(total=len(paths) * len(probes), desc="extract", unit="probe", disable=not progress) as bar:
+        for path, name in zip(paths, names, strict=True):
+            bar.set_postfix_str(name, refresh=False)
+            start = bar.n
+
+            def advance(done: int, _total: int, start: int = start) -> None:
+                bar.update(start + done - bar.n)
+
+            metrics.append(extract_head_metrics(path, probes, settings, name, cache, False, advance))
+            advance(len(probes), len(probes))  # a cached checkpoint counts at once
     return features_table(metrics, settings.thresholds), metrics
