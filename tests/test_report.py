@@ -12,7 +12,17 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from experiments.report import THIRDS, ReportSettings, depth_profile, head_sets, rank_heads
+from experiments.report import (
+    THIRDS,
+    ReportSettings,
+    ablation_results,
+    depth_profile,
+    head_sets,
+    rank_heads,
+    read_zoo,
+    settings_from_yaml,
+)
+from experiments.report.collect import ablation_means
 from experiments.zoo import build
 from extract.errors import HeadcastError
 from headcast.cli import build_parser
@@ -101,6 +111,33 @@ def test_figures_and_markdown_are_logged_to_one_mlflow_run(written):
     patch.undo()
     assert "report.md" in names and "figures/probe_size.png" in figures and len(figures) == 6
     assert any(key.startswith("ablation_change") for key in run.data.metrics)
+
+
+def test_mean_ablation_from_a_settings_file_replaces_heads_by_their_mean_over_the_zoo_probes(zoo, tmp_path):
+    from extract.loading import load_checkpoint
+
+    path = tmp_path / "report.yaml"
+    path.write_text("mode: mean\nks: [1]\nseeds: 1\n")
+    settings = settings_from_yaml(path)
+    table = read_zoo(zoo)
+    finals = list(table.finals().values())
+    per_head = pd.DataFrame(  # the smoke preset's models: 2 layers x 2 heads
+        [
+            {"checkpoint": c, "layer": layer, "head": head, "visual_head_rate": 0.0}
+            | {"visual_mass": 0.1 * (layer + head), "concentration": 0.5}
+            for c in finals
+            for layer in range(2)
+            for head in range(2)
+        ]
+    )
+    result = ablation_results(table, per_head, settings, progress=False)
+    kinds = {"none", "top-k visual", "random", "random, same layers", "late layers", "early layers"}
+    assert set(result["kind"]) == kinds and result["accuracy"].notna().all()
+    means = ablation_means(load_checkpoint(table.folder(finals[0]), device="cpu"), table, settings)
+    assert sorted(means) == [0, 1] and all(
+        m.shape[0] == 2 and float(m.abs().sum()) > 0 for m in means.values()
+    )
+    assert ablation_means(None, table, ReportSettings(mode="zero")) is None
 
 
 def test_top_visual_heads_come_first_and_controls_match_their_size_and_layers():

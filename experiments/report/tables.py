@@ -1,0 +1,88 @@
+"""Reading a built zoo into the tables the report measures, and the bundle of everything it measured.
+
+Reading is kept apart from measuring so that the measurements and claims can be tested on
+hand-made tables, without a zoo on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.report.settings import ReportSettings
+from extract.errors import HeadcastError
+
+
+@dataclasses.dataclass
+class Zoo:
+    """A built zoo, as the report reads it."""
+
+    root: Path
+    folders: list[Path]
+    names: list[str]
+    scores: pd.DataFrame  # long: checkpoint, benchmark, score, ...
+    stamp: dict
+
+    @property
+    def wide(self) -> pd.DataFrame:
+        return self.scores.pivot_table(index="checkpoint", columns="benchmark", values="score")
+
+    def finals(self) -> dict[str, str]:
+        """Run -> name of its last checkpoint."""
+        from predictor.dataset import run_of, step_of
+
+        last: dict[str, str] = {}
+        for name in self.names:
+            run = run_of(name)
+            if run not in last or step_of(name) > step_of(last[run]):
+                last[run] = name
+        return last
+
+    def folder(self, name: str) -> Path:
+        return self.folders[self.names.index(name)]
+
+    def run_data(self) -> dict[str, float]:
+        """Run -> instruction-tuning items it trained on (NaN where its checkpoint does not say)."""
+        data = {}
+        for run, final in self.finals().items():
+            meta_file = self.folder(final) / "zoo_run.json"
+            meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+            data[run] = meta.get("data", np.nan)
+        return data
+
+
+def read_zoo(root: str | Path) -> Zoo:
+    """Checkpoints, scores and stamp of a zoo folder; errors name the command that makes what is missing."""
+    from experiments.zoo import checkpoint_dirs
+    from predictor.scores import read_scores
+
+    root = Path(root)
+    for needed in ("scores.csv", "zoo.json", "probes/probes.jsonl", "benchmarks"):
+        if not (root / needed).exists():
+            raise HeadcastError(f"{root} has no {needed}; build it first (headcast zoo build --out {root})")
+    folders = checkpoint_dirs(root)
+    names = [f.relative_to(root / "checkpoints").as_posix() for f in folders]
+    scores = read_scores(root / "scores.csv")
+    scores = scores[scores["checkpoint"].isin(names)]
+    return Zoo(root, folders, names, scores, json.loads((root / "zoo.json").read_text()))
+
+
+@dataclasses.dataclass
+class Findings:
+    """Everything the report measured, and the settings it measured with."""
+
+    zoo: Zoo
+    settings: ReportSettings
+    profile: pd.DataFrame
+    corr: pd.DataFrame
+    by_data: pd.DataFrame
+    ablation: pd.DataFrame
+    curve: pd.DataFrame | None
+    curve_baseline: pd.DataFrame | None
+    curve_source: str
+    n_probes: int
+    seconds: dict[str, float]
