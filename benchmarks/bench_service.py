@@ -3,7 +3,7 @@
     python benchmarks/bench_service.py [--json] [--requests 1000] [--concurrency 32] [--url URL]
 
 Without --url it makes a throwaway MLflow store in a temp folder, registers a champion fitted on
-synthetic feature rows, starts `python -m predictor.service` there on a free loopback port, and
+synthetic feature rows, starts `headcast serve` there on a free loopback port, and
 stops it at the end. Then:
 1. load: a bounded number of POST /predict requests (one feature row each), `concurrency` at a time:
    p50/p99 latency, throughput, errors;

@@ -3,11 +3,13 @@
 The full benchmark suite is far too slow to run every few hundred steps; a probe set through the
 live model is not. `log_predicted_scores` runs the probes on the model in memory (eval mode, no
 grad, train mode restored; no copy, nothing saved), turns the head metrics into a feature row,
-predicts the scores with intervals and logs both at the training step:
+predicts the scores with intervals and logs both at the training step, named as service jobs name
+them (`predictor.metric_names`), under the prefix `headcast/`:
 
     headcast/pred/<benchmark>          predicted score (percent)
     headcast/pred/<benchmark>_lower    interval bounds
     headcast/pred/<benchmark>_upper
+    headcast/pred/<benchmark>_answered 1 when its anchor items were answered (hybrid predictors)
     headcast/pred/ood                  1 when the row is out of the predictor's training distribution
     headcast/feature/<all.*>           the model-wide feature summaries
     headcast/seconds                   what the measurement cost
@@ -22,7 +24,6 @@ Torch and transformers are imported when called, not when this module is importe
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,8 +40,9 @@ from extract.contract import (
 )
 from extract.errors import HeadcastError
 from extract.features import FEATURE_SCHEMA_VERSION, VisualHeadThresholds, feature_row
-from predictor.cli import DEFAULT_MODEL, load_model
-from predictor.pyfunc import predict_rows
+from predictor.metric_names import prediction_metrics
+from predictor.pyfunc import predict_rows, prediction_json
+from predictor.registry import DEFAULT_MODEL, fitted_predictor, load_model
 
 try:  # a real TrainerCallback when transformers is there; the plain function needs no Trainer
     from transformers import TrainerCallback
@@ -53,7 +55,7 @@ def resolve_predictor(predictor: Any = None) -> Any:
     if predictor is None or isinstance(predictor, str):
         predictor = load_model(predictor or DEFAULT_MODEL)
     if hasattr(predictor, "unwrap_python_model"):
-        predictor = predictor.unwrap_python_model().predictor
+        predictor = fitted_predictor(predictor)
     if not hasattr(predictor, "feature_names_"):
         raise HeadcastError(f"{type(predictor).__name__} is not a fitted headcast predictor")
     return predictor
@@ -140,24 +142,6 @@ def answer_live_anchors(model, processor, anchors: Sequence, batch_size: int = 8
     return answer_row(answers)
 
 
-def score_metrics(
-    predictions: pd.DataFrame, features: dict[str, float], benchmarks: Sequence[str], prefix: str
-) -> dict[str, float]:
-    """Predicted scores with bounds, the OOD flag, and the model-wide (`all.*`) feature summaries."""
-    from predictor.tracking import metric_key
-
-    row = predictions.iloc[0]
-    metrics = {}
-    for b in benchmarks:
-        for suffix in ("", "_lower", "_upper"):
-            metrics[metric_key(prefix, "pred", f"{b}{suffix}", sep="/")] = float(row[f"{b}{suffix}"])
-    metrics[metric_key(prefix, "pred", "ood", sep="/")] = float(bool(row["ood"]))
-    for name, value in features.items():
-        if name.startswith("all.") and math.isfinite(value):
-            metrics[metric_key(prefix, "feature", name, sep="/")] = float(value)
-    return metrics
-
-
 def log_predicted_scores(
     model,
     processor,
@@ -182,8 +166,6 @@ def log_predicted_scores(
     """
     import mlflow
 
-    from predictor.tracking import metric_key
-
     started = time.perf_counter()
     predictor = resolve_predictor(predictor)
     probes = _read_probes(probes)
@@ -194,8 +176,9 @@ def log_predicted_scores(
     )
     row = {"schema_version": FEATURE_SCHEMA_VERSION, CONTRACT_COLUMN: contract.to_json()}
     predictions = predict_rows(predictor, pd.DataFrame([row | features | answers]))
-    metrics = score_metrics(predictions, features, predictor.benchmarks_, prefix)
-    metrics[metric_key(prefix, "seconds", sep="/")] = time.perf_counter() - started
+    prediction = prediction_json(predictions, predictor.benchmarks_)[0]
+    summaries = {name: value for name, value in features.items() if name.startswith("all.")}
+    metrics = prediction_metrics(prediction, summaries, time.perf_counter() - started, prefix)
     if run_id is not None:
         from mlflow.entities import Metric
 

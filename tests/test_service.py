@@ -86,7 +86,7 @@ def wait_for(check, timeout: float, what: str):
 
 @pytest.fixture(scope="module")
 def server(store, root):
-    """`python -m predictor.service` (what `headcast serve` runs) on a free loopback port."""
+    """`python -m headcast serve` in a real process on a free loopback port."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PYTHONPATH"] = str(REPO)
@@ -152,6 +152,8 @@ def test_server_process_answers_health_model_predict_and_a_checkpoint_job(
     run = tracking.get_run(job["run_id"])
     assert run.data.params["checkpoint"] == str(checkpoint.resolve())
     assert run.data.metrics["pred/count"] == pytest.approx(job["result"]["prediction"]["count"]["score"])
+    ood = float(job["result"]["prediction"]["count"]["ood"])
+    assert run.data.metrics["pred/ood"] == ood  # the callback's names (predictor.metric_names), no prefix
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,31 @@
+"""`headcast serve`: predicted benchmark scores over HTTP, for other tools to call.
+
+    GET  /health          liveness, and whether a model is loaded
+    GET  /model           the served model: registered name, version, alias, schema, benchmarks
+    POST /predict         {"features": {...}} or {"rows": [...]}: scores, intervals, OOD flag
+    POST /jobs            {"checkpoint": PATH, "probes": PATH}: extraction + prediction, queued
+                          (with the model's extraction contract: its query, thresholds, dtype, probe set)
+    GET  /jobs/{id}       status, progress and, when done, the prediction
+    GET  /docs            OpenAPI (FastAPI's usual place; the schema is at /openapi.json)
+
+Bad input is a 4xx whose body names the problem, never a 500. Torch is imported only by the job
+worker, so the service starts in seconds. One module per job, read in this order:
+
+    limits.py       what a request or the queue may take (the `serve` options set them)
+    errors.py       ServiceError: an HTTP status and a one-line message
+    model.py        the served model, pinned to the registry version its alias named at startup
+    schemas.py      request bodies (pydantic, unknown fields refused) and their error messages
+    prediction.py   feature rows -> predicted scores, through the pyfunc's one prediction path
+    paths.py        job paths must lie inside a --root, images of the probe file included
+    jobs.py         the job queue: one worker thread runs extraction + prediction, FIFO
+    job_runs.py     each finished job as an MLflow run
+    middleware.py   the request body limit (413), chunked uploads included
+    app.py          the FastAPI app: routes and error handlers
+    cli.py          `headcast serve`: options, binding the port, uvicorn
+"""
+
+from predictor.service.app import create_app
+from predictor.service.errors import ServiceError
+from predictor.service.limits import Limits
+
+__all__ = ["Limits", "ServiceError", "create_app"]

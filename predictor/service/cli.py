@@ -1,0 +1,135 @@
+"""`headcast serve`: its options, binding the port, and running the app under uvicorn.
+
+The port is bound here, before the app starts, so a busy or forbidden port is one line
+(`headcast: error: port 8765 on 127.0.0.1 is in use; ...`) rather than uvicorn's log of a startup
+and shutdown; the bound socket is then handed to uvicorn, so nothing can take the port in between.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import logging
+import socket
+from pathlib import Path
+
+from extract.errors import HeadcastError
+from headcast.arguments import positive_int
+from predictor.registry import DEFAULT_MODEL
+from predictor.service.limits import Limits
+
+log = logging.getLogger("headcast.serve")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port a server can listen on (1 to 65535)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
+    return port
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve predictions over HTTP (JSON)",
+        description="An HTTP JSON service: /health, /model, /predict (feature rows) and /jobs "
+        "(checkpoint + probes, extracted in the background). OpenAPI docs at /docs.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--port", type=port_number, default=8765, help="TCP port, 1-65535 (default 8765)")
+    serve.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
+    serve.add_argument(
+        "--root",
+        action="append",
+        type=Path,
+        help="folder that job paths must lie in; repeatable (default: the current folder)",
+    )
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for jobs")
+    serve.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    serve.add_argument("--experiment", default="headcast-serve", help="MLflow experiment of job runs")
+    serve.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
+    )
+    limits = serve.add_argument_group("limits")
+    default = Limits()
+    for flag, help_text in (
+        ("--max-body-bytes", "largest request body; larger ones get 413"),
+        ("--max-rows", "feature rows per POST /predict"),
+        ("--max-pending", "jobs waiting in the queue; more get 429"),
+        ("--keep-jobs", "finished jobs kept for GET /jobs/{id}"),
+        ("--batch-size", "probes per forward pass in a job"),
+    ):
+        value = getattr(default, flag[2:].replace("-", "_"))
+        limits.add_argument(
+            flag, type=positive_int, default=value, metavar="N", help=f"{help_text} ({value})"
+        )
+    serve.set_defaults(func=run_serve)
+    return serve
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    """The `Limits` the parsed options ask for (each option is named after its field)."""
+    return Limits(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Limits)})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` (as uvicorn binds: SO_REUSEADDR), or a one-line HeadcastError."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise HeadcastError(
+            f"cannot resolve --host {host!r} ({reason}); pass an address such as 127.0.0.1"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            message = f"port {port} on {host} is in use; pass --port with a free port, or stop what holds it"
+        elif err.errno == errno.EACCES:
+            message = f"no permission to bind port {port} on {host}; pass --port 1024 or above"
+        elif err.errno == errno.EADDRNOTAVAIL:
+            message = f"{host} is not an address of this machine; pass --host 127.0.0.1 or one of its own"
+        else:
+            message = f"cannot bind {host}:{port} ({err.strerror or err})"
+        raise HeadcastError(message) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from predictor.service.app import create_app
+
+    roots = args.root or [Path.cwd()]
+    missing = [str(r) for r in roots if not Path(r).is_dir()]
+    if missing:
+        raise HeadcastError(f"--root {missing[0]} is not a folder")
+    limits = limits_from(args)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    sock = bind(args.host, args.port)
+    try:
+        if args.host not in LOOPBACK:
+            log.warning(
+                "binding %s: the service has no authentication; anyone who can reach it can use it", args.host
+            )
+        app = create_app(args.model, roots, args.device, args.dtype, args.experiment, limits)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        shown = f"[{args.host}]" if ":" in args.host else args.host
+        log.info("serving http://%s:%d (press Ctrl+C to stop)", shown, args.port)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
