@@ -19,6 +19,7 @@ from pathlib import Path
 from experiments.evaluate import load_suite, suite_accuracy
 from extract.errors import HeadcastError
 from extract.probes import Probe, read_probes
+from headcast.arguments import positive_int
 
 Head = tuple[int, int]
 
@@ -189,7 +190,7 @@ def add_ablate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--random", type=int, default=0, metavar="N", help="N random same-layer head sets to compare"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the first random set (then S+1, ...)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON object (a list for a folder)")
     parser.set_defaults(func=run_ablate)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from extract import HeadcastError, Probe, build_prompt, read_probes
 from extract.answers import first_token_answers, is_correct
+from headcast.arguments import positive_int
 
 SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
 
@@ -88,7 +90,7 @@ def answer_items(
 def suite_files(benchmarks: str | Path) -> list[Path]:
     """The benchmark JSONL files of a suite folder (or a single JSONL file)."""
     path = Path(benchmarks)
-    files = [path] if path.is_file() else sorted(path.glob("*.jsonl"))
+    files = [path] if os.path.isfile(path) else sorted(path.glob("*.jsonl")) if os.path.isdir(path) else []
     if not files:
         raise HeadcastError(f"no benchmark JSONL files in {path}; pass a folder of <benchmark>.jsonl files")
     return files
@@ -215,6 +217,10 @@ def evaluate(
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
+    from extract.storage import check_writable
+
+    for out in (args.out, items_path(args.out)):  # now, not after scoring every checkpoint
+        check_writable(out)
     evaluate(args.checkpoints, args.benchmarks, args.out, args.device, args.batch_size, args.max_new_tokens)
     print(f"wrote {args.out} and its per-item results {items_path(args.out)}")
 
@@ -231,7 +237,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--benchmarks", required=True, help="folder of <benchmark>.jsonl files (or one file)")
     parser.add_argument("--out", default="scores.csv", help="CSV to write (default: scores.csv)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass")
     parser.add_argument(
         "--max-new-tokens", type=int, default=4, help="tokens generated per answer (default: 4)"
     )

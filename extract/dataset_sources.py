@@ -223,7 +223,7 @@ def _read_metadata(file: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def open_source(path: str | Path, split: str | None = None) -> Source:
     """Recognise the dataset's format from what the path holds."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.exists(path):  # not Path.exists: Python 3.11's raises on a name too long to exist
         raise HeadcastError(f"dataset {path} does not exist; pass --dataset a local folder or file")
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
         return DiskSource(path, split)

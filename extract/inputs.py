@@ -206,6 +206,12 @@ def encode_batch(checkpoint: Checkpoint, probes: list[Probe], query: QueryPositi
                 checkpoint, texts[i], answer_spans[i], input_ids[i, attention[i]]
             )
     if query == "answer-mean":
+        if not answer.any(1).all():  # no token to average over: the mean would be NaN, not a number
+            probe = probes[int((~answer.any(1)).nonzero()[0, 0])]
+            raise HeadcastError(
+                f"--query answer-mean: the answer {probe.answer!r} of probe {probe.id!r} covers no token "
+                "of the prompt; give it a non-empty answer, or use another --query"
+            )
         # the rows that predict the answer: the last prompt token up to the answer's second-to-last token
         predicting = answer.roll(-1, dims=1)
         predicting[:, -1] = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -110,8 +111,10 @@ def check_supported(config: PretrainedConfig, where: str | Path) -> None:
 def read_config(path: str | Path) -> dict:
     """The checkpoint's config.json, after checking that headcast supports its architecture."""
     path = Path(path)
-    if not path.is_dir():
-        raise HeadcastError(f"checkpoint folder {path} does not exist")
+    if not os.path.isdir(path):  # not Path.is_dir: Python 3.11's raises on a name too long to exist
+        raise HeadcastError(
+            f"checkpoint folder {path} does not exist; pass the folder a model was saved to (save_pretrained)"
+        )
     config_file = path / "config.json"
     if not config_file.is_file():
         raise HeadcastError(f"{path} has no config.json; pass a Hugging Face checkpoint folder")
@@ -126,26 +129,41 @@ def read_config(path: str | Path) -> dict:
     except RecursionError:
         raise HeadcastError(f"{config_file} is nested too deeply to be a config.json") from None
     if not isinstance(config, dict):
-        raise HeadcastError(f"{config_file} holds a JSON {type(config).__name__}, not a config object")
+        raise HeadcastError(
+            f"{config_file} holds a JSON {type(config).__name__}, not a config object; re-save the checkpoint"
+        )
     arch = config.get("model_type")
     _check_arch(arch, path)
+    if isinstance(config.get("text_config"), dict):  # zero heads would fail inside parsing, as a modulo
+        _check_sizes(config["text_config"], path)
     try:  # the parsed config fills in the defaults (e.g. an absent text_config)
         parsed = CONFIG_MAPPING[arch].from_dict(config)
     except Exception as err:  # transformers' config classes raise whatever their fields hit
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise HeadcastError(f"{config_file} is not a valid {arch!r} config ({reason})") from None
+        # a field validation error's last line says what was wrong: "Field 'x' expected int, got str ..."
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        reason = lines[-1].removeprefix("TypeError: ").removeprefix("ValueError: ")
+        reason = reason.split(" in (<class")[0][:200]  # "doesn't match any type", not the list of them
+        raise HeadcastError(
+            f"{config_file} is not a valid {arch!r} config ({reason}); "
+            "fix the field or re-save the checkpoint"
+        ) from None
     check_shape(parsed, path)
     check_supported(parsed, path)
     return config
 
 
+SIZE_FIELDS = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_size")
+
+
 def check_shape(config: PretrainedConfig, where: str | Path) -> None:
     """Refuse sizes no model can have (zero heads, a head count that does not divide the width)."""
     text = config.text_config
-    sizes = {
-        name: getattr(text, name, None)
-        for name in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_size")
-    }
+    _check_sizes({name: getattr(text, name, None) for name in SIZE_FIELDS}, where)
+
+
+def _check_sizes(text_config: dict, where: str | Path) -> None:
+    """The size fields of a text config (raw or parsed): absent, or positive integers that fit together."""
+    sizes = {name: text_config.get(name) for name in SIZE_FIELDS}
     for name, value in sizes.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise HeadcastError(f"{where}: text_config.{name} is {value!r}; it must be a positive integer")

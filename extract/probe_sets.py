@@ -31,6 +31,7 @@ from tqdm import tqdm
 from extract.dataset_sources import Source, open_source
 from extract.errors import HeadcastError
 from extract.probes import IMAGE_PLACEHOLDERS, read_probes
+from extract.storage import check_writable
 
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -178,12 +179,13 @@ def _check_column(source: Source, column: str, flag: str) -> None:
 
 
 def _check_out(out: Path, dataset: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
+    if os.path.lexists(out) and not os.path.isdir(out):  # os.path: Path's raise on a name too long to exist
         raise HeadcastError(f"--out {out} is a file; name a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if os.path.isdir(out) and any(out.iterdir()) and not force:
         raise HeadcastError(f"--out {out} is not empty; pass --force to replace it or name a new folder")
     if force and dataset.resolve().is_relative_to(out.resolve()):
         raise HeadcastError(f"--out {out} holds the dataset {dataset}; name another folder")
+    check_writable(out, folder=True)  # a parent that is a file, a read-only folder: before any work
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:

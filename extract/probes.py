@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -76,6 +78,16 @@ class ProbeLine(BaseModel):
                     f"contains the image placeholder {placeholder!r}; headcast adds the image itself"
                 )
         return question
+
+    @field_validator("answer")
+    @classmethod
+    def _no_blank_answer(cls, answer: str | int | None, info: ValidationInfo) -> str | int | None:
+        """A blank gold answer would match any answer without a word, and has no tokens to average over."""
+        if isinstance(answer, str) and not answer.strip():
+            raise ValueError(
+                f"probe {info.data.get('id')!r} has an empty answer; give its answer or leave the field out"
+            )
+        return answer
 
 
 def _parse_line(line: str, where: str, root: Path) -> Probe:
@@ -147,7 +159,7 @@ def _check_image(probe: Probe, where: str) -> None:
 def read_probes(path: str | Path) -> list[Probe]:
     """Read and validate a probe/benchmark JSONL file; every problem names its line."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):  # not Path.is_file: Python 3.11's raises on a name too long to exist
         raise HeadcastError(f"probe file {path} does not exist")
     probes = []
     try:

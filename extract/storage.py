@@ -7,8 +7,10 @@ the probe set's bytes and the extraction settings; paths and timestamps never de
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -28,6 +30,59 @@ def cache_root() -> Path:
     return Path(os.environ.get("HEADCAST_CACHE") or Path.home() / ".cache" / "headcast")
 
 
+class OutputError(HeadcastError):
+    """An output path that cannot be written; `reason` says why in a few words."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot write {path} ({reason}); choose another output path")
+        self.path, self.reason = path, reason
+
+
+def _unwritable(path: Path, err: OSError) -> OutputError:
+    """The OS error in words; 'File exists' from a parent that is a file names that file instead."""
+    reason = err.strerror or str(err)
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        blocker = next((p for p in path.parents if os.path.isfile(p)), None)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
+    return OutputError(path, reason)
+
+
+def _temp_file(path: Path) -> Path:
+    """A new empty temporary file beside `path`, named `.{name}.{pid}.XXXXXXXX.tmp{suffix}`."""
+    handle, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp" + path.suffix
+    )
+    os.close(handle)
+    return Path(tmp)
+
+
+def check_writable(path: str | Path, folder: bool = False) -> None:
+    """Refuse an output path before the work that fills it (an extraction may take hours), leaving nothing.
+
+    Tries what the writer will do: make the parent folders and a temporary file (a folder when
+    `folder`) of the writer's name beside `path`; then removes them again.
+    """
+    path = Path(path)
+    made = list(itertools.takewhile(lambda p: not os.path.lexists(p), path.parents))  # deepest first
+    try:
+        if path.is_dir() and not folder:
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
+        if folder and path.exists() and not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if folder:
+            os.rmdir(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp."))
+        else:
+            _temp_file(path).unlink()
+    except OSError as err:
+        raise _unwritable(path, err) from None
+    finally:
+        for parent in made:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds.
@@ -37,17 +92,12 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     try:
         if path.is_dir():
-            raise IsADirectoryError(21, "it is a folder")
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(path)
-        handle, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp" + path.suffix
-        )
+        tmp = _temp_file(path)
     except OSError as err:
-        raise HeadcastError(
-            f"cannot write {path} ({err.strerror or err}); choose another output path"
-        ) from None
-    os.close(handle)
+        raise _unwritable(path, err) from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should look like any written file
@@ -71,7 +121,7 @@ def _remove_leftovers(path: Path) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a number no pid can be
         return False
     except PermissionError:
         return True
@@ -83,14 +133,16 @@ def _file_digest(file: Path, memo_dir: Path) -> str:
     stat = file.stat()
     memo_key = hashlib.sha256(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
     memo = memo_dir / memo_key
-    if memo.is_file():
-        return memo.read_text()
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        remembered = memo.read_text()
+        if len(remembered) == 64 and all(c in "0123456789abcdef" for c in remembered):
+            return remembered
     digest = hashlib.sha256()
     with file.open("rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 24), b""):
             digest.update(chunk)
-    memo_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(memo) as tmp:
+    # only a speed-up: a cache that cannot be written is reported once, by `MetricsCache.put`
+    with contextlib.suppress(HeadcastError), atomic_output(memo) as tmp:
         tmp.write_text(digest.hexdigest())
     return digest.hexdigest()
 
@@ -124,6 +176,7 @@ class MetricsCache:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or cache_root()) / "head-metrics"
+        self._unwritable = False  # warned once: every later entry would fail the same way
 
     def get(self, key: str) -> tuple[np.ndarray, pd.DataFrame, dict] | None:
         """The cached (samples, answers, settings); None when absent. A damaged entry is never trusted:
@@ -139,7 +192,10 @@ class MetricsCache:
             if len(answers) != len(samples) or not isinstance(meta, dict):
                 raise ValueError("its parts disagree")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if isinstance(err, OSError) and err.strerror:  # its str repeats the (long) path
+                reason = err.strerror
+            else:
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             warn(f"cache entry {file} is damaged ({reason}); recomputing it")
             self._remove(file)
             return None
@@ -147,13 +203,20 @@ class MetricsCache:
 
     def put(self, key: str, samples: np.ndarray, answers: pd.DataFrame, meta: dict) -> None:
         """Store an entry; a cache that cannot be written is skipped with a warning, the result stands."""
+        if self._unwritable:
+            return
         columns = json.dumps({name: answers[name].tolist() for name in answers.columns})
         file = self.root / f"{key}.npz"
         try:
             with atomic_output(file) as tmp, tmp.open("wb") as stream:
                 np.savez(stream, samples=samples, answers=columns, meta=json.dumps(meta))
-        except (HeadcastError, OSError) as err:
-            warn(f"{err}; results are not cached (set HEADCAST_CACHE to a writable folder)")
+        except (OutputError, OSError) as err:
+            self._unwritable = True
+            reason = err.reason if isinstance(err, OutputError) else err.strerror or str(err)
+            warn(
+                f"cannot write to the cache {self.root} ({reason}); results are not cached "
+                "(set HEADCAST_CACHE to a writable folder)"
+            )
 
     @staticmethod
     def _remove(file: Path) -> None:

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from extract.cli import add_extract_parser
     from extract.probe_sets import add_probes_parser
     from predictor.cli import add_predictor_parsers
-    from predictor.service import add_serve_parser
+    from predictor.service.cli import add_serve_parser
 
     parser = argparse.ArgumentParser(
         prog="headcast",
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-file bars: ours suffice
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -8,13 +8,14 @@ unless asked for, since averaging them in silently gives a number no run measure
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from extract.errors import HeadcastError
 from predictor.dataset import _names
-from predictor.scores import ITEM_COLUMNS, SCORE_COLUMNS, _checked_items, _without_duplicates
+from predictor.scores import ITEM_COLUMNS, SCORE_COLUMNS, _checked_items, _without_duplicates, checked_counts
 
 
 def _headline_metric(metrics: dict) -> tuple[str, float] | None:
@@ -22,7 +23,10 @@ def _headline_metric(metrics: dict) -> tuple[str, float] | None:
     numeric = {
         key: value
         for key, value in metrics.items()
-        if isinstance(value, int | float) and not isinstance(value, bool) and "stderr" not in key
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)  # JSON's NaN is no score
+        and "stderr" not in key
     }
     for hint in ("acc", "score", "exact_match", "f1"):
         for key, value in numeric.items():
@@ -35,6 +39,8 @@ def _lmms_reports(folder: Path) -> dict[Path, dict]:
     """Every lmms-eval report below `folder` (a `*results*.json` with a 'results' section), by path."""
     reports = {}
     for file in sorted(folder.rglob("*results*.json")):
+        if not file.is_file():  # a folder so named is no report
+            continue
         try:
             report = json.loads(file.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
@@ -43,6 +49,12 @@ def _lmms_reports(folder: Path) -> dict[Path, dict]:
             ) from None
         except json.JSONDecodeError as err:
             raise HeadcastError(f"{file} is not valid JSON ({err.msg})") from None
+        except RecursionError:
+            raise HeadcastError(
+                f"{file} is nested too deeply to be an lmms-eval report; pass lmms-eval's own output"
+            ) from None
+        except OSError as err:
+            raise HeadcastError(f"cannot read {file} ({err.strerror or err})") from None
         if isinstance(report, dict) and isinstance(report.get("results"), dict):
             reports[file] = report
     return reports
@@ -103,8 +115,12 @@ def read_lmms_eval(folder: Path, allow_partial: bool = False, keep_latest: bool 
                 }
             )
     if not rows:
-        raise HeadcastError(f"{folder} holds no lmms-eval results.json with a 'results' section")
+        raise HeadcastError(
+            f"{folder} holds no lmms-eval results.json with a 'results' section; "
+            "pass the --output_path folder of an lmms-eval run"
+        )
     table = _in_percent(pd.DataFrame(rows, columns=SCORE_COLUMNS))
+    table = checked_counts(table, lambda row: f"{folder / table['source'][row]} (n-samples)")
     table = _full_runs_first(table, allow_partial)
     return _without_duplicates(table, keep_latest)
 
@@ -156,7 +172,11 @@ def read_lmms_eval_items(
             f"{file} is a partial run (limit {_config(reports[file])['limit']}): a --limit run covers only "
             "part of the benchmark; rerun lmms-eval without --limit, or pass --allow-partial to leave it out"
         )
-    logs = [log for log in sorted(folder.rglob("*_samples_*.jsonl")) if _results_of(log) not in partial]
+    logs = [
+        log
+        for log in sorted(folder.rglob("*_samples_*.jsonl"))
+        if log.is_file() and _results_of(log) not in partial
+    ]
     if not logs:
         raise HeadcastError(
             f"{folder} holds no lmms-eval *_samples_*.jsonl logs of full runs; "
@@ -188,15 +208,22 @@ def _lmms_samples(log: Path, reports: dict[Path, dict]) -> pd.DataFrame:
             f"{log}: task {task!r} is not among the tasks of {results.name} ({_names(report['results'])}); "
             "keep each samples log beside its own run's results.json"
         )
-    headline = _headline_metric(report["results"][task])
+    metrics = report["results"][task]
+    headline = _headline_metric(metrics) if isinstance(metrics, dict) else None
     if headline is None:
-        raise HeadcastError(f"{results}: task {task!r} reports no numeric metric to take as correctness")
+        raise HeadcastError(
+            f"{results}: task {task!r} reports no numeric metric to take as correctness; "
+            "leave the task's samples log out of the folder"
+        )
     metric = headline[0].split(",")[0]  # `exact_match,none` is the metric, then the filter
     checkpoint = _checkpoint_of(report, results)
     rows = []
     for line, record in _jsonl(log):
         if not isinstance(record, dict) or not {"doc_id", metric} <= record.keys():
-            raise HeadcastError(f"{log}:{line}: a sample needs 'doc_id' and the task's metric {metric!r}")
+            raise HeadcastError(
+                f"{log}:{line}: a sample needs 'doc_id' and the task's metric {metric!r}; "
+                "pass the logs of lmms-eval --log_samples as written"
+            )
         answer = record.get("filtered_resps")
         while isinstance(answer, list) and answer:  # a string in lmms-eval 0.7, nested lists before
             answer = answer[0]
@@ -224,4 +251,10 @@ def _jsonl(path: Path) -> list[tuple[int, object]]:
         raise HeadcastError(f"{path} is not UTF-8 text; lmms-eval writes UTF-8, so it is damaged") from None
     except json.JSONDecodeError as err:
         raise HeadcastError(f"{path}:{line} is not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise HeadcastError(
+            f"{path}:{line} is nested too deeply to be an lmms-eval sample; pass lmms-eval's own output"
+        ) from None
+    except OSError as err:
+        raise HeadcastError(f"cannot read {path} ({err.strerror or err})") from None
     return records

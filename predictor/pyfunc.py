@@ -36,18 +36,27 @@ def predict_rows(predictor, rows: pd.DataFrame) -> pd.DataFrame:
                 "re-extract the features with this headcast version"
             )
     check_contracts(predictor, rows)
-    missing = [c for c in predictor.feature_names_ if c not in rows]
-    if missing:
-        raise HeadcastError(
-            f"{len(missing)} feature column(s) missing, e.g. {missing[0]!r}; "
-            "pass a full feature row from 'headcast extract'"
-        )
+    check_columns(predictor, rows.columns)
     features = rows[predictor.feature_names_].apply(pd.to_numeric, errors="coerce")
     answers = rows.reindex(columns=getattr(predictor, "answer_columns_", [])).apply(
         pd.to_numeric, errors="coerce"
     )
     _check_answers(answers)
     return predictor.predict(pd.concat([features, answers], axis=1)).reset_index(drop=True)
+
+
+def check_columns(predictor, columns: Sequence[str]) -> None:
+    """Every feature the model was fitted on is among `columns`; callers run this before MLflow's own schema
+    check, whose message cuts the missing names off."""
+    present = set(columns)
+    missing = [c for c in predictor.feature_names_ if c not in present]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:5])
+        shown += f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise HeadcastError(
+            f"{len(missing)} feature column(s) the model needs are missing: {shown}; pass full feature rows "
+            "from 'headcast extract' on the model's probe set"
+        )
 
 
 def check_contracts(predictor, rows: pd.DataFrame) -> None:
@@ -79,6 +88,12 @@ def _check_answers(answers: pd.DataFrame) -> None:
 
 def _finite(value: float) -> float | None:
     return round(float(value), 3) if math.isfinite(float(value)) else None
+
+
+def benchmarks_of(predictions: pd.DataFrame) -> list[str]:
+    """The benchmark columns of a predictor's output (not its bounds, flags or answer marks)."""
+    bounds = ("_lower", "_upper", "_answered")
+    return [c for c in predictions.columns if c != "ood" and not c.endswith(bounds)]
 
 
 def prediction_json(predictions: pd.DataFrame, benchmarks: Sequence[str]) -> list[dict[str, Any]]:

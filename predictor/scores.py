@@ -7,7 +7,9 @@ Per-item results (the ground truth item-level predictors learn from): `ITEM_COLU
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -43,11 +45,11 @@ def read_scores(path: str | Path, allow_partial: bool = False, keep_latest: bool
     Scores are percentages. `allow_partial` and `keep_latest` apply to lmms-eval folders (`read_lmms_eval`).
     """
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):  # os.path: Python 3.11's Path.is_dir raises on a name too long to exist
         from predictor.lmms_eval import read_lmms_eval
 
         return read_lmms_eval(path, allow_partial, keep_latest)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise HeadcastError(f"score table {path} does not exist")
     try:
         table = _read_csv(path, dtype={"checkpoint": str, "benchmark": str})
@@ -84,7 +86,26 @@ def read_scores(path: str | Path, allow_partial: bool = False, keep_latest: bool
         date=table.get("date", ""),
         source=path.name,
     )
+    table = checked_counts(table, lambda row: f"{path}:{row + 2}")
     return _without_duplicates(table[SCORE_COLUMNS].drop_duplicates(), keep_latest=False)
+
+
+def checked_counts(table: pd.DataFrame, where: Callable[[int], str]) -> pd.DataFrame:
+    """`n`, the items behind each score, as whole numbers of at least 1 (NaN where unknown).
+
+    Anything else is refused, naming the row by `where(row)`: the fit draws item subsets of this size.
+    """
+    raw = table["n"]
+    n = pd.to_numeric(raw, errors="coerce")
+    whole = n.between(1, float("inf"), inclusive="left") & (n == n.round())
+    bad = ~(whole | (n.isna() & raw.isna()))
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise HeadcastError(
+            f"{where(row)}: n {raw.tolist()[row]!r} is not a number of items; "
+            "n is a whole number of at least 1, or empty where unknown"
+        )
+    return table.assign(n=n)
 
 
 def _read_csv(path: Path, **options) -> pd.DataFrame:
@@ -122,11 +143,11 @@ def read_items(path: str | Path, allow_partial: bool = False, keep_latest: bool 
     absent (then "" and NaN), as in lmms-eval logs, which carry no probabilities.
     """
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):  # os.path: Python 3.11's Path.is_dir raises on a name too long to exist
         from predictor.lmms_eval import read_lmms_eval_items
 
         return read_lmms_eval_items(path, allow_partial, keep_latest)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise HeadcastError(f"per-item table {path} does not exist")
     parquet = path.suffix.lower() in {".parquet", ".pq"}
     try:

@@ -88,7 +88,11 @@ def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_behind_on_fail
 def test_the_fingerprint_follows_the_processor_and_weights_but_not_a_readme(tmp_path):
     from extract.storage import checkpoint_fingerprint
 
-    for name, text in {"config.json": "{}", "model.safetensors": "w", "preprocessor_config.json": "{}"}.items():
+    for name, text in {
+        "config.json": "{}",
+        "model.safetensors": "w",
+        "preprocessor_config.json": "{}",
+    }.items():
         (tmp_path / name).write_text(text)
     first = checkpoint_fingerprint(tmp_path)
     (tmp_path / "README.md").write_text("notes")
