@@ -66,9 +66,11 @@ def summary(report, dataset) -> dict:
 
 def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
     """Held-out predictions next to measured scores (each run's last checkpoint by default)."""
+    from predictor.dataset import last_checkpoints
+
     rows = dataset.scores.index
     if last_only:
-        rows = dataset.steps.groupby(dataset.groups).idxmax().sort_values().tolist()
+        rows = sorted(last_checkpoints(dataset.scores.index).values())
     width = max(len(r) for r in rows) + 2
     header = f"{'checkpoint':<{width}}" + "".join(f"{b[:16]:>18}" for b in dataset.benchmarks)
     lines = [header, f"{'':<{width}}" + "".join(f"{'predicted/actual':>18}" for _ in dataset.benchmarks)]
@@ -90,11 +92,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from experiments.zoo import build, load_config
     from predictor.anchors import write_anchor_probes
     from predictor.budget import load_item_results
-    from predictor.cli import format_report
     from predictor.dataset import build_dataset
     from predictor.frontier import format_frontier, frontier
+    from predictor.registry import CHAMPION, REGISTERED_NAME
     from predictor.scores import read_scores
-    from predictor.tracking import fit_and_track, log_frontier
+    from predictor.tracking import fit_and_track, format_report, log_frontier
 
     logging.disable_progress_bar()
     zoo = Path(args.zoo or Path("zoo") / args.preset)
@@ -117,6 +119,7 @@ def run_demo(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     result = summary(report, dataset)
+    result["training_runs"] = log_held_out_predictions(zoo, dataset, report.predictions, args.zoo_experiment)
     anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")
     result["anchors"] = str(write_anchor_probes(anchors, zoo / "benchmarks", zoo / "anchors.jsonl"))
     frontiers = [frontier(dataset, matrices, protocol, jobs=args.jobs) for protocol in args.protocols]
@@ -145,7 +148,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(
         f"\nheadcast ({report.chosen}) beats the mean baseline on {beaten}/{len(dataset.benchmarks)} "
         "benchmarks; "
-        f"registered headcast-predictor v{report.model_version} as @champion (MLflow run {report.run_id})."
+        f"registered {REGISTERED_NAME} v{report.model_version} as @{CHAMPION} (MLflow run {report.run_id})."
     )
     for result_of_protocol in frontiers:
         print(f"\n{format_frontier(result_of_protocol)}")
@@ -153,9 +156,28 @@ def run_demo(args: argparse.Namespace) -> int:
         f"\nanchor items ({result['anchors']}): a new checkpoint answers them in one more prefill, "
         "'headcast predict CKPT --probes PROBES --anchors ANCHORS'"
     )
+    print(
+        f"training runs, held-out predictions beside measured scores: MLflow experiment "
+        f"{result['training_runs']!r} ('.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db')"
+    )
     if "report" in result:
         print(f"findings report: {result['report']}")
     return 0
+
+
+def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -> str:
+    """The zoo's training runs into MLflow (`experiments.zoo_tracking`), each with the held-out predictions
+    of its checkpoints beside its measured scores; returns the experiment's name."""
+    from experiments.zoo_tracking import log_training_runs
+    from predictor.runs import log_run_predictions, predicted_steps
+
+    for name, run_id in log_training_runs(zoo, experiment).items():
+        rows = predictions[(dataset.groups == name).to_numpy()]
+        steps = dataset.steps[rows.index].astype(int)
+        new = ~steps.isin(predicted_steps(run_id)).to_numpy()  # a rerun adds no second point
+        if new.any():
+            log_run_predictions(run_id, steps[new].tolist(), rows[new])
+    return experiment
 
 
 def _protocols(text: str) -> tuple[str, ...]:
@@ -182,7 +204,12 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="zoo runs trained at once (default: CPU count)"
     )
-    parser.add_argument("--experiment", default="headcast-demo", help="MLflow experiment name")
+    parser.add_argument("--experiment", default="headcast-demo", help="MLflow experiment of the fit")
+    parser.add_argument(
+        "--zoo-experiment",
+        default="headcast-zoo",
+        help="MLflow experiment of the zoo's training runs, with held-out predictions beside measured scores",
+    )
     parser.add_argument(
         "--estimators",
         type=lambda text: tuple(e for e in text.split(",") if e),

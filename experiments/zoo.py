@@ -454,6 +454,7 @@ def zoo_items(out: Path) -> list[dict]:
 
 def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
     """The score table as markdown: one row per run (its last checkpoint), plus a chance row."""
+    from predictor.dataset import last_checkpoints
     from predictor.scores import read_scores
 
     rows = read_scores(scores_csv).to_dict("records")
@@ -461,12 +462,7 @@ def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
     for row in rows:
         table.setdefault(row["checkpoint"], {})[row["benchmark"]] = row["score"]
     if final_only:
-        last: dict[str, str] = {}
-        for checkpoint in table:
-            run, step = checkpoint.rsplit("/", 1)
-            if run not in last or int(step) > int(last[run].rsplit("/", 1)[1]):
-                last[run] = checkpoint
-        table = {c: table[c] for c in last.values()}
+        table = {c: table[c] for c in last_checkpoints(table).values()}
     benchmarks = [b for b in BENCHMARKS if any(b in r for r in table.values())]
     benchmarks += sorted({b for r in table.values() for b in r} - set(benchmarks))
     lines = ["| checkpoint | " + " | ".join(benchmarks) + " |", "|---" * (len(benchmarks) + 1) + "|"]
@@ -492,6 +488,11 @@ def _run_build(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     scores = build(args.preset, args.out, args.seed, args.threads, args.jobs)
     print(f"built the {args.preset} zoo in {time.perf_counter() - t:.0f} s; scores in {scores}")
+    if args.experiment:
+        from experiments.zoo_tracking import log_training_runs
+
+        runs = log_training_runs(args.out, args.experiment)
+        print(f"{len(runs)} training runs in MLflow experiment {args.experiment!r}")
 
 
 def _run_table(args: argparse.Namespace) -> None:
@@ -516,6 +517,11 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     b.add_argument("--threads", type=int, default=1, help="CPU threads for torch per job (default: 1)")
     b.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="runs trained at once (default: CPU count)"
+    )
+    b.add_argument(
+        "--experiment",
+        default="headcast-zoo",
+        help="MLflow experiment to log the training runs to (config, scores per checkpoint); '' for none",
     )
     b.set_defaults(func=_run_build)
     t = commands.add_parser("table", help="print the score table (last checkpoint per run) as markdown")

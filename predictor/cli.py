@@ -1,4 +1,4 @@
-"""`headcast fit` and `headcast predict`."""
+"""`headcast fit`, `headcast predict` and `headcast predict-runs`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from extract.contract import check_probe_set, extraction_options, fitted_contract
 from extract.errors import HeadcastError
-from extract.features import QUERY_POSITIONS, read_features
+from extract.features import PER_HEAD_COLUMNS, QUERY_POSITIONS, read_features, read_table
+from predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME, load_model
 
-DEFAULT_MODEL = "models:/headcast-predictor@champion"
+ANSWER_TABLE_COLUMNS = ("checkpoint", "item", "task", "correct", "prob")  # what `_answers_of` joins
 
 
 def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +19,7 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
         "fit",
         help="learn benchmark scores from feature rows, tracked in MLflow",
         description="Evaluate each estimator with whole training runs held out, log everything to MLflow "
-        "and register the best as headcast-predictor@champion.",
+        f"and register the best as {REGISTERED_NAME}@{CHAMPION}.",
     )
     fit.add_argument("--features", required=True, type=Path, help="feature table from 'headcast extract'")
     fit.add_argument("--scores", required=True, type=Path, help="scores CSV or a folder of lmms-eval results")
@@ -112,6 +110,24 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=run_predict)
 
+    runs = subparsers.add_parser(
+        "predict-runs",
+        help="add predicted scores to training runs already in MLflow",
+        description="For every run of an MLflow experiment whose checkpoints folder (the output_dir param "
+        "transformers' MLflow callback logs) is on this machine, predict each checkpoint not yet predicted "
+        "and log pred/<benchmark> with its interval at the checkpoint's step.",
+    )
+    runs.add_argument("--experiment", required=True, help="MLflow experiment holding the training runs")
+    runs.add_argument("--probes", required=True, type=Path, help="the probe set the model was fitted on")
+    runs.add_argument("--anchors", type=Path, help="anchor probe file from 'headcast fit --anchors-out'")
+    runs.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
+    runs.add_argument(
+        "--param", default="output_dir", help="run param naming the checkpoints folder (default output_dir)"
+    )
+    runs.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    runs.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    runs.set_defaults(func=run_predict_runs)
+
 
 def _load_fit_inputs(args: argparse.Namespace):
     """The dataset, the item count behind each score, the probe count, and the scores themselves."""
@@ -130,29 +146,9 @@ def _load_fit_inputs(args: argparse.Namespace):
     return dataset, items, (probe_counts.pop() if len(probe_counts) == 1 else None), scores
 
 
-def format_report(report, benchmarks: list[str]) -> str:
-    """Held-out MAE / Spearman per benchmark for each estimator, and the baselines' MAE."""
-    lines = [
-        f"{'benchmark':<22}"
-        + "".join(f"{name:>20}" for name in report.metrics)
-        + "".join(f"{name:>18}" for name in report.baselines)
-    ]
-    lines.append(
-        f"{'':<22}"
-        + "".join(f"{'MAE / Spearman':>20}" for _ in report.metrics)
-        + "".join(f"{'MAE':>18}" for _ in report.baselines)
-    )
-    for b in benchmarks:
-        cells = "".join(
-            f"{m.loc[b, 'mae']:>12.2f} / {m.loc[b, 'spearman']:>5.2f}" for m in report.metrics.values()
-        )
-        lines.append(f"{b:<22}{cells}" + "".join(f"{s[b]:>18.2f}" for s in report.baselines.values()))
-    return "\n".join(lines)
-
-
 def run_fit(args: argparse.Namespace) -> int:
     from predictor.models import ESTIMATORS
-    from predictor.tracking import fit_and_track, log_scores
+    from predictor.tracking import fit_and_track, format_report, log_scores
 
     estimators = [e for e in args.estimators.split(",") if e]
     unknown = set(estimators) - set(ESTIMATORS)
@@ -164,6 +160,10 @@ def run_fit(args: argparse.Namespace) -> int:
         raise HeadcastError(
             "--anchors-out needs --items (to choose anchors) and --suite (to copy the items from)"
         )
+    if args.anchors_out:
+        from extract.storage import check_writable
+
+        check_writable(args.anchors_out)  # now, not after the fit
     dataset, items, probe_count, scores = _load_fit_inputs(args)
     item_results = None
     if args.items:
@@ -176,7 +176,10 @@ def run_fit(args: argparse.Namespace) -> int:
             item_table, list(dataset.scores.index), args.checkpoint_root, what="per-item result"
         )
         item_results = load_item_results(item_table, scores, dataset)
-    per_head = pd.read_parquet(args.per_head) if args.per_head else None
+    per_head = None
+    if args.per_head:
+        fix = "write it with 'headcast extract --per-head'"
+        per_head = read_table(args.per_head, "per-head table", PER_HEAD_COLUMNS, fix)
     report = fit_and_track(
         dataset,
         args.experiment,
@@ -199,7 +202,7 @@ def run_fit(args: argparse.Namespace) -> int:
         print(f"\n{format_frontier(result)}")
         if args.anchors_out:
             _write_anchors(report.run_id, args.suite, args.anchors_out)
-    registered = f"; registered headcast-predictor version {report.model_version} as @champion"
+    registered = f"; registered {REGISTERED_NAME} version {report.model_version} as @{CHAMPION}"
     print(f"chosen: {report.chosen} (MLflow run {report.run_id}{registered if report.model_version else ''})")
     return 0
 
@@ -214,36 +217,11 @@ def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
     print(f"anchor probe file: {out} ({sum(map(len, anchors.values()))} items)")
 
 
-def load_model(uri: str):
-    """The pyfunc model behind `uri`, or a one-line error saying how to make one."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from predictor.tracking import configure_tracking
-
-    configure_tracking()
-    try:
-        return mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as err:
-        reason = str(err).strip().splitlines()[0][:200]
-        raise HeadcastError(
-            f"cannot load model {uri} ({reason}); run 'headcast fit' or 'headcast demo' first"
-        ) from None
-
-
-def _answers_of(answers: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """The feature table with each checkpoint's anchor answers joined as columns."""
-    from predictor.hybrid import answer_columns
-
-    wide = answer_columns(answers)
-    return table.join(wide, on="checkpoint") if not wide.empty else table
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    from predictor.pyfunc import prediction_json
+    from predictor.predicting import checkpoint_features, predict_table, with_answers
+    from predictor.pyfunc import benchmarks_of, prediction_json
 
     model = load_model(args.model)
-    fitted = fitted_contract(model.unwrap_python_model().predictor)
     if args.features is not None:
         if args.anchors is not None:
             raise HeadcastError(
@@ -251,47 +229,26 @@ def run_predict(args: argparse.Namespace) -> int:
             )
         table, _ = read_features(args.features)
         if args.answers is not None:
-            table = _answers_of(pd.read_parquet(args.answers), table)
+            fix = "write it with 'headcast extract --answers'"
+            answers = read_table(args.answers, "answer table", ANSWER_TABLE_COLUMNS, fix)
+            table = with_answers(answers, table)
     else:
         if args.probes is None:
             raise HeadcastError("predicting from a checkpoint needs --probes PROBES.jsonl")
-        import dataclasses
-
-        from extract.pipeline import ExtractionSettings, answers_table, extract_features
-        from extract.probes import probe_set_hash, read_probes
-
-        # the model's own query, thresholds and dtype, and its probe set: checked before any extraction
-        query, dtype, thresholds = extraction_options(fitted, args.query, args.dtype)
-        probes = read_probes(args.probes)
-        check_probe_set(fitted, probe_set_hash(probes), str(args.probes))
-        settings = ExtractionSettings(query, device=args.device, dtype=dtype, thresholds=thresholds)
-        table, _ = extract_features([args.checkpoint], probes, settings, progress=not args.json)
-        if args.anchors is not None:  # one more small prefill: the answers on the anchor items
-            from predictor.anchors import read_anchor_probes
-            from predictor.hybrid import unanswered_anchors
-
-            anchors = read_anchor_probes(args.anchors)
-            answering = dataclasses.replace(settings, query="last-prompt")  # answer-mean gives no answers
-            _, metrics = extract_features([args.checkpoint], anchors, answering, progress=not args.json)
-            table = _answers_of(answers_table(metrics), table)
-            missing = unanswered_anchors(model.unwrap_python_model().predictor, table.columns)
-            if missing:
-                raise HeadcastError(
-                    f"{args.anchors} lacks {len(missing)} of the model's anchor items, e.g. {missing[0]!r}; "
-                    "write the file for this model with 'headcast fit --anchors-out'"
-                )
-    try:
-        predictions = model.predict(table.drop(columns=["checkpoint"]))
-    except HeadcastError:
-        raise
-    except Exception as err:  # MLflow's schema enforcement: name the problem, no traceback
-        raise HeadcastError(
-            f"the features do not fit the model's schema ({str(err).splitlines()[0][:200]})"
-        ) from None
-    benchmarks = [
-        c for c in predictions.columns if c != "ood" and not c.endswith(("_lower", "_upper", "_answered"))
-    ]
-    results = dict(zip(table["checkpoint"], prediction_json(predictions, benchmarks), strict=True))
+        table = checkpoint_features(
+            model,
+            [args.checkpoint],
+            args.probes,
+            anchors=args.anchors,
+            query=args.query,
+            device=args.device,
+            dtype=args.dtype,
+            progress=not args.json,
+        )
+    predictions = predict_table(model, table)
+    results = dict(
+        zip(table["checkpoint"], prediction_json(predictions, benchmarks_of(predictions)), strict=True)
+    )
     if args.json:
         print(json.dumps(next(iter(results.values())) if len(results) == 1 else results))
         return 0
@@ -302,4 +259,18 @@ def run_predict(args: argparse.Namespace) -> int:
             via = "  (anchors answered)" if s.get("answered") else ""
             print(f"  {b:<22}{s['score']:6.1f}  [{s['lower']:5.1f}, {s['upper']:5.1f}]{flag}{via}")
     sys.stdout.flush()
+    return 0
+
+
+def run_predict_runs(args: argparse.Namespace) -> int:
+    from predictor.runs import predict_runs
+
+    model = load_model(args.model)  # also points MLflow at the store
+    done = predict_runs(
+        args.experiment, model, args.probes, args.anchors, args.param, args.device, args.dtype
+    )
+    print(
+        f"predicted {sum(done.values())} checkpoint(s) of {len(done)} run(s) in {args.experiment!r}; "
+        "their scores are the runs' pred/<benchmark> metrics, with _lower/_upper bounds"
+    )
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,17 @@ def step_of(checkpoint: str) -> float:
     """The training step in the checkpoint's last path part (`run/500`, `checkpoint-500`), else NaN."""
     match = re.search(r"(\d+)$", checkpoint.rstrip("/").rsplit("/", 1)[-1])
     return float(match.group(1)) if match else np.nan
+
+
+def last_checkpoints(checkpoints: Iterable[str]) -> dict[str, str]:
+    """Run -> its last checkpoint (highest step), in order of first appearance: the ones whose scores a
+    training run ends with."""
+    last: dict[str, str] = {}
+    for name in checkpoints:
+        run = run_of(name)
+        if run not in last or step_of(name) > step_of(last[run]):
+            last[run] = name
+    return last
 
 
 def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:

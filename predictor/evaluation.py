@@ -96,10 +96,15 @@ def subset_baseline_mae(scores: pd.DataFrame, items: pd.DataFrame, budget: int) 
     return pd.Series(out)
 
 
-def _within_run_spearman(actual: pd.Series, predicted: pd.Series, groups: pd.Series) -> float:
+def within_run_spearman(actual: pd.Series, predicted: pd.Series, groups: pd.Series) -> float:
+    """Mean over runs of the Spearman correlation along each run (runs of 3+ checkpoints, neither side
+    constant; NaN pairs left out): does the ordering hold inside a run, where family and size cannot carry
+    it?"""
     values = []
     for _, index in groups.groupby(groups).groups.items():
         a, p = actual.loc[index], predicted.loc[index]
+        known = a.notna() & p.notna()
+        a, p = a[known], p[known]
         if len(a) >= 3 and a.nunique() > 1 and p.nunique() > 1:
             values.append(stats.spearmanr(a, p).statistic)
     return float(np.mean(values)) if values else float("nan")
@@ -117,7 +122,7 @@ def score_predictions(dataset: Dataset, predicted: pd.DataFrame) -> pd.DataFrame
             "rmse": root_mean_squared_error(actual, guess),
             "spearman": np.nan if constant else stats.spearmanr(actual, guess).statistic,
             "kendall": np.nan if constant else stats.kendalltau(actual, guess).statistic,
-            "within_run_spearman": _within_run_spearman(actual, guess, dataset.groups.loc[actual.index]),
+            "within_run_spearman": within_run_spearman(actual, guess, dataset.groups.loc[actual.index]),
         }
         if f"{benchmark}_lower" in predicted:
             lower, upper = (

@@ -29,7 +29,7 @@ from extract.features import FEATURE_SCHEMA_VERSION
 from extract.plots import head_heatmap
 from predictor import pyfunc_model
 from predictor.budget import BenchmarkItems
-from predictor.dataset import Dataset
+from predictor.dataset import Dataset, last_checkpoints
 from predictor.evaluation import (
     family_folds,
     held_out_predictions,
@@ -40,23 +40,10 @@ from predictor.evaluation import (
     subset_baseline_mae,
 )
 from predictor.hybrid import HybridPredictor
+from predictor.metric_names import metric_key
 from predictor.models import ESTIMATORS, HeadcastPredictor
 from predictor.plots import feature_importance, predicted_vs_actual
-
-REGISTERED_NAME = "headcast-predictor"
-CHAMPION = "champion"
-DEFAULT_STORE = Path("mlruns")
-
-
-def configure_tracking() -> str:
-    """Point MLflow at `$MLFLOW_TRACKING_URI`, else at the SQLite store under `mlruns/`."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        DEFAULT_STORE.mkdir(exist_ok=True)
-        uri = f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
+from predictor.registry import DEFAULT_STORE, REGISTERED_NAME, configure_tracking, crown
 
 
 def use_experiment(name: str) -> str:
@@ -75,11 +62,6 @@ def _log_figure(figure, path: str) -> None:
     plt.close(figure)
 
 
-def metric_key(*parts: str, sep: str = ".") -> str:
-    """Join name parts, each cut to the narrow alphabet MLflow allows in metric names."""
-    return sep.join(re.sub(r"[^A-Za-z0-9_\-. :/]", "_", p) for p in parts)
-
-
 @dataclasses.dataclass
 class FitReport:
     """What a fit measured and chose; every number is held-out (whole runs left out)."""
@@ -90,6 +72,26 @@ class FitReport:
     chosen: str
     model_version: str | None
     run_id: str
+
+
+def format_report(report: FitReport, benchmarks: list[str]) -> str:
+    """Held-out MAE / Spearman per benchmark for each estimator, and the baselines' MAE."""
+    lines = [
+        f"{'benchmark':<22}"
+        + "".join(f"{name:>20}" for name in report.metrics)
+        + "".join(f"{name:>18}" for name in report.baselines)
+    ]
+    lines.append(
+        f"{'':<22}"
+        + "".join(f"{'MAE / Spearman':>20}" for _ in report.metrics)
+        + "".join(f"{'MAE':>18}" for _ in report.baselines)
+    )
+    for b in benchmarks:
+        cells = "".join(
+            f"{m.loc[b, 'mae']:>12.2f} / {m.loc[b, 'spearman']:>5.2f}" for m in report.metrics.values()
+        )
+        lines.append(f"{b:<22}{cells}" + "".join(f"{s[b]:>18.2f}" for s in report.baselines.values()))
+    return "\n".join(lines)
 
 
 def _log_metrics(table: pd.DataFrame, prefix: str = "") -> None:
@@ -144,12 +146,9 @@ def _register(model, example: pd.DataFrame, contract: ExtractionContract | None 
             pip_requirements=requirements,
         )
     version = str(info.registered_model_version)
-    client = MlflowClient()
-    client.set_model_version_tag(REGISTERED_NAME, version, "feature_schema_version", FEATURE_SCHEMA_VERSION)
-    client.set_model_version_tag(REGISTERED_NAME, version, "benchmarks", ",".join(model.benchmarks_))
-    if contract is not None:
-        client.set_model_version_tag(REGISTERED_NAME, version, "extraction_contract", contract.to_json())
-    client.set_registered_model_alias(REGISTERED_NAME, CHAMPION, version)
+    crown(
+        version, model.benchmarks_, FEATURE_SCHEMA_VERSION, None if contract is None else contract.to_json()
+    )
     return version
 
 
@@ -253,9 +252,7 @@ def fit_and_track(
 
 def _log_heatmaps(dataset: Dataset, per_head: pd.DataFrame, limit: int = 12) -> None:
     """Layer x head heatmaps of each run's last checkpoint (the one whose scores matter most)."""
-    steps = dataset.steps.fillna(0)
-    last = steps.groupby(dataset.groups).idxmax().tolist()[:limit]
-    for checkpoint in last:
+    for checkpoint in list(last_checkpoints(dataset.features.index).values())[:limit]:
         table = per_head[per_head["checkpoint"] == checkpoint]
         if not table.empty:
             name = re.sub(r"[^A-Za-z0-9._-]+", "-", checkpoint)

@@ -37,3 +37,13 @@ def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_
     anchors = [json.loads(line) for line in (smoke_zoo / "anchors.jsonl").read_text().splitlines()]
     assert {a["task"] for a in anchors} == set(result["benchmarks"]) and len(anchors) <= 8 * 8
     assert all(a["answer"] for a in anchors)  # items whose correctness vectors coincide share one anchor
+    training = MlflowClient().get_experiment_by_name(result["training_runs"])
+    runs = MlflowClient().search_runs([training.experiment_id])
+    assert len(runs) == 3 and training.tags["mlflow.experimentKind"] == "custom_model_development"
+    for run in runs:  # each checkpoint's held-out prediction, with its interval, beside its measured score
+        measured = MlflowClient().get_metric_history(run.info.run_id, "score/pope_random")
+        predicted = MlflowClient().get_metric_history(run.info.run_id, "pred/pope_random")
+        lower = MlflowClient().get_metric_history(run.info.run_id, "pred/pope_random_lower")
+        assert sorted(m.step for m in predicted) == sorted(m.step for m in measured) and len(measured) == 5
+        bound = {m.step: m.value for m in lower}
+        assert all(bound[m.step] <= m.value for m in predicted)

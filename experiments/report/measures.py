@@ -79,6 +79,7 @@ def _spearman(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 def correlations(features: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
     """Spearman (pooled over checkpoints, with p) and mean within-run Spearman, per metric and benchmark."""
     from predictor.dataset import run_of
+    from predictor.evaluation import within_run_spearman
 
     scores = wide.assign(mean=wide.mean(axis=1))
     features = features.set_index("checkpoint").loc[scores.index]
@@ -89,15 +90,13 @@ def correlations(features: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
         for benchmark in scores.columns:
             y = scores[benchmark]
             rho, p = _spearman(x, y)
-            within = [_spearman(x[i], y[i])[0] for i in runs.groupby(runs).groups.values() if len(i) >= 3]
-            within = [w for w in within if not np.isnan(w)]
             rows.append(
                 {
                     "metric": label,
                     "benchmark": benchmark,
                     "rho": rho,
                     "p": p,
-                    "within_run": float(np.mean(within)) if within else np.nan,
+                    "within_run": within_run_spearman(y, x, runs),
                     "n": len(x),
                 }
             )

@@ -33,14 +33,9 @@ class Zoo:
 
     def finals(self) -> dict[str, str]:
         """Run -> name of its last checkpoint."""
-        from predictor.dataset import run_of, step_of
+        from predictor.dataset import last_checkpoints
 
-        last: dict[str, str] = {}
-        for name in self.names:
-            run = run_of(name)
-            if run not in last or step_of(name) > step_of(last[run]):
-                last[run] = name
-        return last
+        return last_checkpoints(self.names)
 
     def folder(self, name: str) -> Path:
         return self.folders[self.names.index(name)]
