@@ -87,14 +87,14 @@ def run_demo(args: argparse.Namespace) -> int:
     import mlflow
     from transformers.utils import logging
 
-    from experiments.evaluate import items_path
-    from experiments.report import settings_from_config, write_report
     from experiments.zoo import build, load_config
+    from extract.evaluate import items_path
     from predictor.anchors import write_anchor_probes
     from predictor.budget import load_item_results
     from predictor.dataset import build_dataset
     from predictor.frontier import format_frontier, frontier
     from predictor.registry import CHAMPION, REGISTERED_NAME
+    from predictor.report import settings_from_config, write_report
     from predictor.scores import read_scores
     from predictor.tracking import fit_and_track, format_report, log_frontier
 

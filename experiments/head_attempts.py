@@ -30,7 +30,7 @@ from predictor.models import HeadcastPredictor, label_free_feature_sets
 
 def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:
     from experiments.demo import extract_zoo
-    from experiments.evaluate import items_path
+    from extract.evaluate import items_path
     from predictor.scores import read_scores
 
     features, settings, per_head = extract_zoo(zoo, progress=False)

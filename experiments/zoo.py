@@ -31,9 +31,9 @@ from typing import Any
 
 import yaml
 
-from experiments.evaluate import add_evaluate_parser, items_path, scores_of, write_items, write_scores
 from experiments.scenes import BENCHMARKS, CHANCE
 from extract import HeadcastError
+from extract.evaluate import items_path, scores_of, write_items, write_scores
 from extract.storage import atomic_output
 
 PRESETS = ("smoke", "small", "full")
@@ -424,7 +424,7 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
     import pandas as pd
     import torch
 
-    from experiments.evaluate import evaluate_checkpoint, load_suite
+    from extract.evaluate import evaluate_checkpoint, load_suite
 
     torch.set_num_threads(threads)
     if not progress:
@@ -531,4 +531,4 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     return parser
 
 
-__all__ = ["add_evaluate_parser", "add_zoo_parser", "build", "load_config", "markdown_table", "zoo_items"]
+__all__ = ["add_zoo_parser", "build", "load_config", "markdown_table", "zoo_items"]

@@ -1,8 +1,11 @@
-"""`headcast extract`: checkpoints + probe set -> FEATURES.parquet (+ per-head table, heatmaps, answers)."""
+"""The extraction stage's commands: `headcast extract` (checkpoints + probe set -> FEATURES.parquet, with
+per-head tables, heatmaps, answers), `headcast probes build`, `headcast evaluate` and `headcast ablate`.
+The work is done by library modules, imported when a command runs, so parsing stays quick."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -138,3 +141,164 @@ def run_extract(args: argparse.Namespace) -> int:
     n_features = table.shape[1] - len({"checkpoint", "schema_version", CONTRACT_COLUMN} & set(table.columns))
     print(f"wrote {len(table)} feature row(s) x {n_features} features to {args.out}")
     return 0
+
+
+def add_probes_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "probes",
+        help="make probe sets",
+        description="Make probe sets (JSONL + images) for `headcast extract`.",
+    )
+    commands = parser.add_subparsers(dest="probes_command", required=True, metavar="SUBCOMMAND")
+    build = commands.add_parser(
+        "build",
+        help="sample a probe set from a local dataset",
+        description="Sample a probe set from a local dataset: a datasets save_to_disk folder, a Parquet file "
+        "or folder of them, or an image folder with metadata.jsonl/metadata.csv. Never uses the network.",
+    )
+    build.add_argument("--dataset", required=True, type=Path, metavar="PATH")
+    build.add_argument("--image-column", required=True, metavar="COL")
+    build.add_argument("--question-column", required=True, metavar="COL")
+    build.add_argument(
+        "--answer-column", metavar="COL", help="strings; a list of answers gives its most common one"
+    )
+    build.add_argument("--box-column", metavar="COL", help="[x0, y0, x1, y1] in pixels")
+    build.add_argument("--task-column", metavar="COL", help="stratify the sample by this column")
+    build.add_argument("--id-column", metavar="COL", help="unique ids (default: <dataset name>-<row>)")
+    build.add_argument("--split", help="split of a saved DatasetDict")
+    build.add_argument("--n", required=True, type=int, help="number of items")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="folder for probes.jsonl + images/"
+    )
+    build.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from extract.probe_sets import build_probe_set
+
+    path = build_probe_set(
+        args.dataset,
+        args.out,
+        image_column=args.image_column,
+        question_column=args.question_column,
+        answer_column=args.answer_column,
+        box_column=args.box_column,
+        task_column=args.task_column,
+        id_column=args.id_column,
+        n=args.n,
+        seed=args.seed,
+        split=args.split,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    probes = read_probes(path)
+    tasks = Counter(p.task for p in probes if p.task is not None)
+    summary = f" ({', '.join(f'{t}: {c}' for t, c in sorted(tasks.items()))})" if tasks else ""
+    print(f"wrote {len(probes)} probe(s){summary} to {path}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from extract.evaluate import evaluate, items_path
+
+    for out in (args.out, items_path(args.out)):  # now, not after scoring every checkpoint
+        check_writable(out)
+    evaluate(args.checkpoints, args.benchmarks, args.out, args.device, args.batch_size, args.max_new_tokens)
+    print(f"wrote {args.out} and its per-item results {items_path(args.out)}")
+
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`headcast evaluate CKPT... --benchmarks DIR --out scores.csv`."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score checkpoints on a benchmark suite (greedy decoding, exact match)",
+        description="Score checkpoint folders on a folder of benchmark JSONL files; "
+        "writes checkpoint,benchmark,score,n and, beside it, a per-item Parquet table.",
+    )
+    parser.add_argument("checkpoints", nargs="+", help="checkpoint folders (Hugging Face format)")
+    parser.add_argument("--benchmarks", required=True, help="folder of <benchmark>.jsonl files (or one file)")
+    parser.add_argument("--out", default="scores.csv", help="CSV to write (default: scores.csv)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=4, help="tokens generated per answer (default: 4)"
+    )
+    parser.set_defaults(func=run_evaluate)
+    return parser
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    """The CLI: load once, parse heads against the model's shape, score each benchmark file."""
+    from extract.ablate import ablate_suite, model_shape
+    from extract.ablation import head_output_means, parse_heads
+    from extract.evaluate import load_suite
+    from extract.loading import load_checkpoint
+
+    if args.mode == "mean" and args.probes is None:
+        raise HeadcastError(
+            "--mode mean needs the probe set to average head outputs over; pass --probes P.jsonl"
+        )
+    if args.random < 0:
+        raise HeadcastError(f"--random must be 0 or more, got {args.random}")
+    suite = load_suite(args.benchmark)
+    checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+    heads = parse_heads(args.heads, *model_shape(checkpoint))
+    if not heads:
+        raise HeadcastError("--heads lists no head; pass e.g. --heads 0:1,2:3")
+    means = (
+        head_output_means(checkpoint, read_probes(args.probes), args.batch_size)
+        if args.mode == "mean"
+        else None
+    )
+    results = ablate_suite(
+        checkpoint, suite, heads, args.mode, means, args.random, args.seed, args.batch_size
+    )
+    if args.json:
+        out = [r.as_json() for r in results]
+        print(json.dumps(out[0] if len(out) == 1 else out))
+        return 0
+    for r in results:
+        line = f"{r.benchmark} (n={r.n}, {r.mode} ablation of {len(r.heads)} head(s)): "
+        line += f"accuracy {r.baseline:.1f}% -> {r.ablated:.1f}% ({r.ablated - r.baseline:+.1f})"
+        if r.random:
+            line += f"; {len(r.random)} random same-layer set(s): {r.random_mean:.1f} ± {r.random_std:.1f}%"
+        print(line)
+    return 0
+
+
+def add_ablate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`headcast ablate CKPT_DIR --benchmark B.jsonl --heads L:H,... [--mode] [--random N --seed S]`."""
+    parser = subparsers.add_parser(
+        "ablate",
+        help="score a benchmark with attention heads removed (vs random heads of the same layers)",
+        description="Remove attention heads at their output (before the output projection) and score a "
+        "benchmark with greedy exact match, with and without them, and with random same-layer heads.",
+    )
+    parser.add_argument("checkpoint", type=Path, metavar="CKPT_DIR", help="checkpoint folder (Hugging Face)")
+    parser.add_argument(
+        "--benchmark", required=True, type=Path, help="benchmark JSONL with answers (or a folder of them)"
+    )
+    parser.add_argument("--heads", required=True, help="heads to remove, 0-based LAYER:HEAD, comma-separated")
+    parser.add_argument(
+        "--mode",
+        choices=("zero", "mean"),
+        default="zero",
+        help="zero the head, or its mean output (needs --probes)",
+    )
+    parser.add_argument(
+        "--probes", type=Path, help="probe set (JSONL) whose mean head outputs --mode mean uses"
+    )
+    parser.add_argument(
+        "--random", type=int, default=0, metavar="N", help="N random same-layer head sets to compare"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first random set (then S+1, ...)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (a list for a folder)")
+    parser.set_defaults(func=run_ablate)
+    return parser

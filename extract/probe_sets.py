@@ -9,7 +9,6 @@ and renamed into place once it reads back through `read_probes`, so a failure le
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -304,59 +303,3 @@ def build_probe_set(
         if tmp.exists():
             shutil.rmtree(tmp)
     return out / "probes.jsonl"
-
-
-def add_probes_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "probes",
-        help="make probe sets",
-        description="Make probe sets (JSONL + images) for `headcast extract`.",
-    )
-    commands = parser.add_subparsers(dest="probes_command", required=True, metavar="SUBCOMMAND")
-    build = commands.add_parser(
-        "build",
-        help="sample a probe set from a local dataset",
-        description="Sample a probe set from a local dataset: a datasets save_to_disk folder, a Parquet file "
-        "or folder of them, or an image folder with metadata.jsonl/metadata.csv. Never uses the network.",
-    )
-    build.add_argument("--dataset", required=True, type=Path, metavar="PATH")
-    build.add_argument("--image-column", required=True, metavar="COL")
-    build.add_argument("--question-column", required=True, metavar="COL")
-    build.add_argument(
-        "--answer-column", metavar="COL", help="strings; a list of answers gives its most common one"
-    )
-    build.add_argument("--box-column", metavar="COL", help="[x0, y0, x1, y1] in pixels")
-    build.add_argument("--task-column", metavar="COL", help="stratify the sample by this column")
-    build.add_argument("--id-column", metavar="COL", help="unique ids (default: <dataset name>-<row>)")
-    build.add_argument("--split", help="split of a saved DatasetDict")
-    build.add_argument("--n", required=True, type=int, help="number of items")
-    build.add_argument("--seed", type=int, default=0)
-    build.add_argument(
-        "--out", required=True, type=Path, metavar="DIR", help="folder for probes.jsonl + images/"
-    )
-    build.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
-    build.set_defaults(func=run_build)
-
-
-def run_build(args: argparse.Namespace) -> int:
-    path = build_probe_set(
-        args.dataset,
-        args.out,
-        image_column=args.image_column,
-        question_column=args.question_column,
-        answer_column=args.answer_column,
-        box_column=args.box_column,
-        task_column=args.task_column,
-        id_column=args.id_column,
-        n=args.n,
-        seed=args.seed,
-        split=args.split,
-        force=args.force,
-        progress=not args.quiet,
-    )
-    probes = read_probes(path)
-    tasks = Counter(p.task for p in probes if p.task is not None)
-    summary = f" ({', '.join(f'{t}: {c}' for t, c in sorted(tasks.items()))})" if tasks else ""
-    print(f"wrote {len(probes)} probe(s){summary} to {path}")
-    return 0

@@ -10,14 +10,11 @@ from extract.errors import HeadcastError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from experiments.ablate import add_ablate_parser
     from experiments.demo import add_demo_parser
-    from experiments.evaluate import add_evaluate_parser
-    from experiments.report import add_report_parser
     from experiments.zoo import add_zoo_parser
-    from extract.cli import add_extract_parser
-    from extract.probe_sets import add_probes_parser
+    from extract.cli import add_ablate_parser, add_evaluate_parser, add_extract_parser, add_probes_parser
     from predictor.cli import add_predictor_parsers
+    from predictor.report.cli import add_report_parser
     from predictor.service.cli import add_serve_parser
 
     parser = argparse.ArgumentParser(
@@ -41,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-file bars: ours suffice
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its store set-up and registry chatter
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

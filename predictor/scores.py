@@ -139,7 +139,7 @@ def _without_duplicates(table: pd.DataFrame, keep_latest: bool) -> pd.DataFrame:
 def read_items(path: str | Path, allow_partial: bool = False, keep_latest: bool = False) -> pd.DataFrame:
     """Per-item results (`ITEM_COLUMNS`) from a Parquet/CSV table or a folder of lmms-eval sample logs.
 
-    The table is what `experiments.evaluate.write_items` writes; `answer`, `prob` and `confidence` may be
+    The table is what `extract.evaluate.write_items` writes; `answer`, `prob` and `confidence` may be
     absent (then "" and NaN), as in lmms-eval logs, which carry no probabilities.
     """
     path = Path(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.modeling import TINY_SHAPES, save_tiny_checkpoint
-from experiments.tiny import WORDS, write_tiny_probe_set
+from tests.tiny_probes import WORDS, write_tiny_probe_set
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from experiments.ablate import ablated_accuracy
-from experiments.evaluate import evaluate_checkpoint, load_suite
+from extract.ablate import ablated_accuracy
 from extract.errors import HeadcastError
+from extract.evaluate import evaluate_checkpoint, load_suite
 from extract.loading import load_checkpoint
 from headcast.cli import build_parser
 
@@ -61,7 +61,7 @@ def test_unablated_accuracy_is_the_evaluators_score(model, tiny_probes):
 
 
 def test_removing_every_head_changes_the_answers(model, tiny_probes, monkeypatch):
-    import experiments.evaluate as module  # where generation happens
+    import extract.evaluate as module  # where generation happens
 
     answers: list[list[str]] = []
     generate = module.answer_items

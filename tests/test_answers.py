@@ -12,7 +12,6 @@ import torch
 
 import extract.pipeline
 from experiments.modeling import build_tokenizer
-from experiments.tiny import WORDS
 from extract.answers import gold_token_ids
 from extract.features import (
     CONFIDENCE_PREFIX,
@@ -28,6 +27,7 @@ from extract.pipeline import ExtractionSettings, extract_head_metrics, features_
 from extract.probes import Probe, read_probes
 from extract.prompts import build_prompt
 from extract.storage import MetricsCache
+from tests.tiny_probes import WORDS
 
 
 def plain_next_token_probs(checkpoint, probe: Probe) -> torch.Tensor:

@@ -17,7 +17,13 @@ def test_parsing_the_command_line_and_importing_the_predictor_load_no_torch():
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
-CLI_MODULES = {"headcast.cli", "predictor.cli", "extract.cli", "predictor.service.cli"}
+CLI_MODULES = {
+    "headcast.cli",
+    "predictor.cli",
+    "extract.cli",
+    "predictor.service.cli",
+    "predictor.report.cli",
+}
 ENTRY_POINTS = {"headcast/cli.py", "headcast/__main__.py"}  # what may wire the command-line modules together
 
 

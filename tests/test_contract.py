@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 
-from experiments.tiny import write_tiny_probe_set
 from extract.contract import ExtractionContract, table_contract
 from extract.errors import HeadcastError
 from extract.features import read_features, write_features
@@ -25,6 +24,7 @@ from extract.probes import probe_set_hash, read_probes
 from headcast.cli import main
 from predictor.tracking import configure_tracking
 from tests.test_service import wait_for
+from tests.tiny_probes import write_tiny_probe_set
 
 # three runs of two checkpoints; all but the last shape are made by other test files too (session fixture)
 SHAPES = (

@@ -8,11 +8,12 @@ import json
 import pytest
 import torch
 
-from experiments.evaluate import add_evaluate_parser, evaluate
 from experiments.modeling import ModelSpec, build_model, build_processor, build_tokenizer, save_checkpoint
 from experiments.scenes import Scene, SceneObject
 from extract import HeadcastError
 from extract.answers import first_number, first_word, is_correct
+from extract.cli import add_evaluate_parser
+from extract.evaluate import evaluate
 from predictor.scores import read_scores
 
 

@@ -12,9 +12,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from experiments.modeling import PAPER_SHAPES, build_model, build_processor, build_tokenizer, save_checkpoint
-from experiments.tiny import WORDS
 from extract.loading import load_checkpoint
 from headcast.cli import main
+from tests.tiny_probes import WORDS
 
 
 def run_failing(capsys, tmp_path, checkpoint, probes, *extra) -> str:

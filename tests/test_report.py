@@ -12,7 +12,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from experiments.report import (
+from experiments.zoo import build
+from extract.errors import HeadcastError
+from headcast.cli import build_parser
+from predictor.report import (
     THIRDS,
     ReportSettings,
     ablation_results,
@@ -22,10 +25,7 @@ from experiments.report import (
     read_zoo,
     settings_from_yaml,
 )
-from experiments.report.collect import ablation_means
-from experiments.zoo import build
-from extract.errors import HeadcastError
-from headcast.cli import build_parser
+from predictor.report.collect import ablation_means
 
 
 def report(*argv: str) -> int:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.report.claims import (
+from extract.errors import HeadcastError
+from predictor.report.claims import (
     FAILS,
     FALLS,
     FLAT,
@@ -27,11 +28,10 @@ from experiments.report.claims import (
     claim_sparse,
     share_verdict,
 )
-from experiments.report.cli import add_report_parser, settings_from_args
-from experiments.report.measures import depth_profile
-from experiments.report.render import late_text, sparse_text, thresholds_text
-from experiments.report.settings import ReportSettings, settings_from_yaml
-from extract.errors import HeadcastError
+from predictor.report.cli import add_report_parser, settings_from_args
+from predictor.report.measures import depth_profile
+from predictor.report.render import late_text, sparse_text, thresholds_text
+from predictor.report.settings import ReportSettings, settings_from_yaml
 
 S = ReportSettings()
 RUNS = ("a", "b", "c", "d")

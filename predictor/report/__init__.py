@@ -11,14 +11,13 @@ Four measurements:
 One room per job, so that each can be read and tested alone:
 `settings` (what is measured, every verdict threshold), `tables` (reading the zoo), `measures` (pure
 functions on tables), `collect` (the model work), `claims` (tables + settings -> verdict + numbers),
-`figures`, `render` (Markdown worded from claims and settings, no typed number), `tracking` (MLflow)
-and `cli` (`write_report` and the command).
+`figures`, `render` (Markdown worded from claims and settings, no typed number), `tracking` (MLflow),
+`write` (`write_report`: all of it into a folder) and `cli` (the command).
 """
 
-from experiments.report.claims import Claim, judge
-from experiments.report.cli import add_report_parser, run_report, write_report
-from experiments.report.collect import ablation_results, measure, probe_size_curve
-from experiments.report.measures import (
+from predictor.report.claims import Claim, judge
+from predictor.report.collect import ablation_results, measure, probe_size_curve
+from predictor.report.measures import (
     CORRELATED,
     THIRDS,
     ablation_summary,
@@ -28,10 +27,11 @@ from experiments.report.measures import (
     rank_heads,
     within_run_by_data,
 )
-from experiments.report.render import render
-from experiments.report.settings import ReportSettings, settings_from_config, settings_from_yaml
-from experiments.report.tables import Findings, Zoo, read_zoo
-from experiments.report.tracking import EXPERIMENT
+from predictor.report.render import render
+from predictor.report.settings import ReportSettings, settings_from_config, settings_from_yaml
+from predictor.report.tables import Findings, Zoo, read_zoo
+from predictor.report.tracking import EXPERIMENT
+from predictor.report.write import write_report
 
 __all__ = [
     "CORRELATED",
@@ -43,7 +43,6 @@ __all__ = [
     "Zoo",
     "ablation_results",
     "ablation_summary",
-    "add_report_parser",
     "correlations",
     "depth_profile",
     "head_sets",
@@ -53,7 +52,6 @@ __all__ = [
     "rank_heads",
     "read_zoo",
     "render",
-    "run_report",
     "settings_from_config",
     "settings_from_yaml",
     "within_run_by_data",

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.report.claims import Claim, judge
-from experiments.report.measures import THIRDS, ablation_summary
-from experiments.report.settings import ReportSettings
-from experiments.report.tables import Findings
+from predictor.report.claims import Claim, judge
+from predictor.report.measures import THIRDS, ablation_summary
+from predictor.report.settings import ReportSettings
+from predictor.report.tables import Findings
 
 
 def _f(value: float | None, digits: int = 1, signed: bool = False) -> str:

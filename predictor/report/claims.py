@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.report.measures import ablation_summary, probe_curve_summary
-from experiments.report.settings import ReportSettings
-from experiments.report.tables import Findings
+from predictor.report.measures import ablation_summary, probe_curve_summary
+from predictor.report.settings import ReportSettings
+from predictor.report.tables import Findings
 
 HOLDS, FAILS, MIXED = "holds", "does not hold", "mixed"
 UNTESTABLE, NOT_MEASURED = "not testable here", "not measured"

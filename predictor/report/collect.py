@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.report.measures import correlations, depth_profile, head_sets, within_run_by_data
-from experiments.report.settings import ReportSettings
-from experiments.report.tables import Findings, Zoo
 from extract.errors import HeadcastError
+from predictor.report.measures import correlations, depth_profile, head_sets, within_run_by_data
+from predictor.report.settings import ReportSettings
+from predictor.report.tables import Findings, Zoo
 
 
 def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | None:
@@ -38,8 +38,8 @@ def ablation_results(
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
     from tqdm.auto import tqdm
 
-    from experiments.ablate import ablated_accuracy, model_shape
-    from experiments.evaluate import load_suite
+    from extract.ablate import ablated_accuracy, model_shape
+    from extract.evaluate import load_suite
     from extract.loading import load_checkpoint
 
     suite = load_suite(zoo.root / "benchmarks")

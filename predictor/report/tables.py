@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.report.settings import ReportSettings
 from extract.errors import HeadcastError
+from predictor.report.settings import ReportSettings
 
 
 @dataclasses.dataclass

@@ -9,7 +9,6 @@ LLaVA checkpoint take exactly the same path. The result is a long table
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +18,6 @@ from tqdm.auto import tqdm
 
 from extract import HeadcastError, Probe, build_prompt, read_probes
 from extract.answers import first_token_answers, is_correct
-from headcast.arguments import positive_int
 
 SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
 
@@ -214,32 +212,3 @@ def evaluate(
     write_items(items, items_path(out))
     write_scores(scores, out)
     return scores
-
-
-def _run_evaluate(args: argparse.Namespace) -> None:
-    from extract.storage import check_writable
-
-    for out in (args.out, items_path(args.out)):  # now, not after scoring every checkpoint
-        check_writable(out)
-    evaluate(args.checkpoints, args.benchmarks, args.out, args.device, args.batch_size, args.max_new_tokens)
-    print(f"wrote {args.out} and its per-item results {items_path(args.out)}")
-
-
-def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`headcast evaluate CKPT... --benchmarks DIR --out scores.csv`."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score checkpoints on a benchmark suite (greedy decoding, exact match)",
-        description="Score checkpoint folders on a folder of benchmark JSONL files; "
-        "writes checkpoint,benchmark,score,n and, beside it, a per-item Parquet table.",
-    )
-    parser.add_argument("checkpoints", nargs="+", help="checkpoint folders (Hugging Face format)")
-    parser.add_argument("--benchmarks", required=True, help="folder of <benchmark>.jsonl files (or one file)")
-    parser.add_argument("--out", default="scores.csv", help="CSV to write (default: scores.csv)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass")
-    parser.add_argument(
-        "--max-new-tokens", type=int, default=4, help="tokens generated per answer (default: 4)"
-    )
-    parser.set_defaults(func=_run_evaluate)
-    return parser

@@ -1,4 +1,4 @@
-"""A tiny probe set made on the fly, for tests and the built-in default: no files ship with headcast."""
+"""A tiny probe set made on the fly for tests: no files ship with headcast."""
 
 from __future__ import annotations
 

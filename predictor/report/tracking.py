@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.report.measures import ablation_summary
-from experiments.report.tables import Findings
+from predictor.report.measures import ablation_summary
+from predictor.report.tables import Findings
 
 EXPERIMENT = "headcast-report"
 

@@ -4,63 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import time
 from pathlib import Path
 
-from experiments.report.collect import measure
-from experiments.report.figures import ablation_figures, correlation_figure, depth_figures, probe_size_figure
-from experiments.report.measures import ablation_summary
-from experiments.report.render import render
-from experiments.report.settings import ESTIMATORS_CHOICES, MODES, ReportSettings, settings_from_yaml
-from experiments.report.tables import read_zoo
-from experiments.report.tracking import EXPERIMENT, log_to_mlflow
-
-DEFAULTS = ReportSettings()
-
-
-def write_report(
-    zoo_dir: str | Path,
-    out: str | Path,
-    settings: ReportSettings = DEFAULTS,
-    markdown: str | Path | None = None,
-    experiment: str | None = EXPERIMENT,
-    progress: bool = True,
-) -> Path:
-    """Measure, draw, write `out/` (figures, CSVs) and the Markdown (default out/report.md); log to MLflow."""
-    from extract.plots import save_figure
-    from extract.storage import atomic_output
-
-    started = time.perf_counter()
-    zoo = read_zoo(zoo_dir)
-    out = Path(out)
-    markdown = Path(markdown) if markdown is not None else out / "report.md"
-    findings, features = measure(zoo, settings, progress)
-    figures = depth_figures(findings.profile, zoo.finals())
-    figures |= correlation_figure(findings.corr, features, zoo.wide.loc[zoo.names])
-    figures |= ablation_figures(ablation_summary(findings.ablation))
-    if findings.curve is not None and not findings.curve.empty:
-        figures |= probe_size_figure(findings.curve, findings.curve_baseline)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, figure in figures.items():
-        save_figure(figure, out / name)
-    tables = {
-        "depth_profile.csv": findings.profile,
-        "correlations.csv": findings.corr,
-        "ablation.csv": findings.ablation,
-    }
-    if findings.curve is not None:
-        tables["probe_size.csv"] = findings.curve
-    for name, table in tables.items():
-        with atomic_output(out / name) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.4g")
-    findings.seconds["total"] = time.perf_counter() - started
-    relative = os.path.relpath(out.resolve(), markdown.resolve().parent)
-    with atomic_output(markdown) as tmp:
-        tmp.write_text(render(findings, Path(relative).as_posix()), encoding="utf-8")
-    if experiment:
-        log_to_mlflow(findings, out, markdown, [*figures, *tables], experiment)
-    return markdown
+from predictor.report.settings import ESTIMATORS_CHOICES, MODES, ReportSettings, settings_from_yaml
+from predictor.report.tracking import EXPERIMENT
+from predictor.report.write import DEFAULTS, write_report
 
 
 def settings_from_args(args: argparse.Namespace) -> ReportSettings:

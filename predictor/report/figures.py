@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from experiments.report.measures import CORRELATED, THIRDS, probe_curve_summary
+from predictor.report.measures import CORRELATED, THIRDS, probe_curve_summary
 
 COLOURS = (
     "tab:blue",

@@ -8,18 +8,13 @@ probe set. Scoring is the evaluator's own greedy exact match, so an unablated ru
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import statistics
 from collections.abc import Sequence
 from contextlib import nullcontext
-from pathlib import Path
 
-from experiments.evaluate import load_suite, suite_accuracy
-from extract.errors import HeadcastError
-from extract.probes import Probe, read_probes
-from headcast.arguments import positive_int
+from extract.evaluate import suite_accuracy
+from extract.probes import Probe
 
 Head = tuple[int, int]
 
@@ -125,73 +120,3 @@ def ablate_suite(
         )
         for name, items in suite.items()
     ]
-
-
-def run_ablate(args: argparse.Namespace) -> int:
-    """The CLI: load once, parse heads against the model's shape, score each benchmark file."""
-    from extract.ablation import head_output_means, parse_heads
-    from extract.loading import load_checkpoint
-
-    if args.mode == "mean" and args.probes is None:
-        raise HeadcastError(
-            "--mode mean needs the probe set to average head outputs over; pass --probes P.jsonl"
-        )
-    if args.random < 0:
-        raise HeadcastError(f"--random must be 0 or more, got {args.random}")
-    suite = load_suite(args.benchmark)
-    checkpoint = load_checkpoint(args.checkpoint, device=args.device)
-    heads = parse_heads(args.heads, *model_shape(checkpoint))
-    if not heads:
-        raise HeadcastError("--heads lists no head; pass e.g. --heads 0:1,2:3")
-    means = (
-        head_output_means(checkpoint, read_probes(args.probes), args.batch_size)
-        if args.mode == "mean"
-        else None
-    )
-    results = ablate_suite(
-        checkpoint, suite, heads, args.mode, means, args.random, args.seed, args.batch_size
-    )
-    if args.json:
-        out = [r.as_json() for r in results]
-        print(json.dumps(out[0] if len(out) == 1 else out))
-        return 0
-    for r in results:
-        line = f"{r.benchmark} (n={r.n}, {r.mode} ablation of {len(r.heads)} head(s)): "
-        line += f"accuracy {r.baseline:.1f}% -> {r.ablated:.1f}% ({r.ablated - r.baseline:+.1f})"
-        if r.random:
-            line += f"; {len(r.random)} random same-layer set(s): {r.random_mean:.1f} ± {r.random_std:.1f}%"
-        print(line)
-    return 0
-
-
-def add_ablate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`headcast ablate CKPT_DIR --benchmark B.jsonl --heads L:H,... [--mode] [--random N --seed S]`."""
-    parser = subparsers.add_parser(
-        "ablate",
-        help="score a benchmark with attention heads removed (vs random heads of the same layers)",
-        description="Remove attention heads at their output (before the output projection) and score a "
-        "benchmark with greedy exact match, with and without them, and with random same-layer heads.",
-    )
-    parser.add_argument("checkpoint", type=Path, metavar="CKPT_DIR", help="checkpoint folder (Hugging Face)")
-    parser.add_argument(
-        "--benchmark", required=True, type=Path, help="benchmark JSONL with answers (or a folder of them)"
-    )
-    parser.add_argument("--heads", required=True, help="heads to remove, 0-based LAYER:HEAD, comma-separated")
-    parser.add_argument(
-        "--mode",
-        choices=("zero", "mean"),
-        default="zero",
-        help="zero the head, or its mean output (needs --probes)",
-    )
-    parser.add_argument(
-        "--probes", type=Path, help="probe set (JSONL) whose mean head outputs --mode mean uses"
-    )
-    parser.add_argument(
-        "--random", type=int, default=0, metavar="N", help="N random same-layer head sets to compare"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first random set (then S+1, ...)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--json", action="store_true", help="print one JSON object (a list for a folder)")
-    parser.set_defaults(func=run_ablate)
-    return parser
