@@ -17,7 +17,6 @@ stamp refuses to mix two different configurations in one folder.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -25,114 +24,16 @@ import os
 import shutil
 import time
 import zlib
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from experiments.presets import ZooConfig, load_config
 from experiments.scenes import BENCHMARKS, CHANCE
 from extract import HeadcastError
 from extract.evaluate import items_path, scores_of, write_items, write_scores
 from extract.storage import atomic_output
 
-PRESETS = ("smoke", "small", "full")
 STAMP_VERSION = 2  # 2: per-item results
-
-
-@dataclasses.dataclass(frozen=True)
-class ZooConfig:
-    """A preset: shared data and pretraining settings, then the runs."""
-
-    name: str
-    resolution: int
-    grid: int
-    benchmark_items: int
-    probe_items: int
-    vision: dict[str, Any]
-    language: dict[str, Any]
-    caption_items: int
-    instruct_items: int
-    checkpoints: int
-    runs: tuple  # of experiments.train.RunConfig
-    raw: dict[str, Any]
-    mixture: dict[str, int] = dataclasses.field(default_factory=dict)  # task -> weight in training data
-    # What runs with `curriculum` steps train on first: {"items": n, "mixture": {task: weight}}.
-    curriculum: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def load_config(preset: str) -> ZooConfig:
-    """The preset `smoke|small|full` from experiments/configs, or any YAML file of the same shape."""
-    from experiments.modeling import ModelSpec
-    from experiments.train import RunConfig, even_steps
-
-    if preset in PRESETS:
-        text = (
-            resources.files("experiments").joinpath("configs", f"{preset}.yaml").read_text(encoding="utf-8")
-        )
-    elif Path(preset).is_file():
-        text = Path(preset).read_text(encoding="utf-8")
-    else:
-        raise HeadcastError(f"unknown preset {preset!r}; use {', '.join(PRESETS)} or a path to a YAML config")
-    raw = yaml.safe_load(text)
-    spec_fields = {f.name for f in dataclasses.fields(ModelSpec)}
-    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    runs = []
-    for entry in raw["runs"]:
-        merged = {**raw.get("defaults", {}), **entry}
-        unknown = set(merged) - spec_fields - run_fields
-        if unknown:
-            raise HeadcastError(f"run {merged.get('name')!r}: unknown field(s) {', '.join(sorted(unknown))}")
-        spec = ModelSpec(**{k: v for k, v in merged.items() if k in spec_fields})
-        settings = {k: v for k, v in merged.items() if k in run_fields and k != "spec"}
-        total = settings["steps"] + settings.get("curriculum", 0)
-        settings["checkpoints"] = even_steps(total, raw["checkpoints"])
-        runs.append(RunConfig(spec=spec, **settings))
-    vision = {
-        (r.spec.vision_hidden, r.spec.vision_layers, r.spec.image_size, r.spec.patch_size) for r in runs
-    }
-    if len(vision) > 1:
-        raise HeadcastError(
-            "runs differ in vision_hidden, vision_layers, image_size or patch_size; "
-            "the zoo shares one pretrained vision encoder, so set these in `defaults` only"
-        )
-    from experiments.scenes import AUX_TASKS, TASKS
-
-    curriculum = dict(raw.get("curriculum") or {})
-    for where, weights in (
-        ("mixture", raw.get("mixture")),
-        ("curriculum.mixture", curriculum.get("mixture")),
-    ):
-        unknown_tasks = set(weights or {}) - set(TASKS) - set(AUX_TASKS)
-        if unknown_tasks:
-            raise HeadcastError(
-                f"{where}: unknown task(s) {', '.join(sorted(unknown_tasks))}; "
-                f"use {', '.join(TASKS + AUX_TASKS)}"
-            )
-    if any(r.curriculum for r in runs) and not (curriculum.get("items") and curriculum.get("mixture")):
-        raise HeadcastError(
-            "a run has `curriculum` steps but the preset has no "
-            "`curriculum: {items: N, mixture: {...}}`; add one"
-        )
-    names = [r.name for r in runs]
-    if len(set(names)) != len(names):
-        raise HeadcastError("run names in the config repeat; give every run a unique name")
-    return ZooConfig(
-        name=raw.get("name", preset),
-        resolution=raw["resolution"],
-        grid=raw["grid"],
-        benchmark_items=raw["benchmark_items"],
-        probe_items=raw["probe_items"],
-        vision=raw["vision"],
-        language=raw["language"],
-        caption_items=raw["caption_items"],
-        instruct_items=raw["instruct_items"],
-        checkpoints=raw["checkpoints"],
-        runs=tuple(runs),
-        raw=raw,
-        mixture=dict(raw.get("mixture") or {}),
-        curriculum=curriculum,
-    )
 
 
 def _stamp(out: Path, config: ZooConfig, seed: int) -> None:
@@ -484,51 +385,4 @@ def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _run_build(args: argparse.Namespace) -> None:
-    t = time.perf_counter()
-    scores = build(args.preset, args.out, args.seed, args.threads, args.jobs)
-    print(f"built the {args.preset} zoo in {time.perf_counter() - t:.0f} s; scores in {scores}")
-    if args.experiment:
-        from experiments.zoo_tracking import log_training_runs
-
-        runs = log_training_runs(args.out, args.experiment)
-        print(f"{len(runs)} training runs in MLflow experiment {args.experiment!r}")
-
-
-def _run_table(args: argparse.Namespace) -> None:
-    path = Path(args.dir) / "scores.csv" if Path(args.dir).is_dir() else Path(args.dir)
-    if not path.is_file():
-        raise HeadcastError(f"no scores table at {path}; run `headcast zoo build` first")
-    print(markdown_table(path, final_only=not args.all))
-
-
-def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`headcast zoo build|table`: build the synthetic model zoo, print its score table."""
-    parser = subparsers.add_parser(
-        "zoo", help="build the synthetic zoo of tiny LLaVA models and its benchmarks"
-    )
-    commands = parser.add_subparsers(dest="zoo_command", required=True)
-    b = commands.add_parser("build", help="train the checkpoints, write benchmarks, probes and scores.csv")
-    b.add_argument(
-        "--preset", default="small", help="smoke (tests), small (demo, default), full, or a YAML path"
-    )
-    b.add_argument("--out", required=True, help="folder to build into (resumes an interrupted build)")
-    b.add_argument("--seed", type=int, default=0, help="seed of every image, weight and batch (default: 0)")
-    b.add_argument("--threads", type=int, default=1, help="CPU threads for torch per job (default: 1)")
-    b.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="runs trained at once (default: CPU count)"
-    )
-    b.add_argument(
-        "--experiment",
-        default="headcast-zoo",
-        help="MLflow experiment to log the training runs to (config, scores per checkpoint); '' for none",
-    )
-    b.set_defaults(func=_run_build)
-    t = commands.add_parser("table", help="print the score table (last checkpoint per run) as markdown")
-    t.add_argument("dir", help="a zoo folder or a scores.csv")
-    t.add_argument("--all", action="store_true", help="every checkpoint, not only each run's last")
-    t.set_defaults(func=_run_table)
-    return parser
-
-
-__all__ = ["add_zoo_parser", "build", "load_config", "markdown_table", "zoo_items"]
+__all__ = ["build", "load_config", "markdown_table", "zoo_items"]

@@ -10,8 +10,8 @@ from extract.errors import HeadcastError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from experiments.cli import add_zoo_parser
     from experiments.demo import add_demo_parser
-    from experiments.zoo import add_zoo_parser
     from extract.cli import add_ablate_parser, add_evaluate_parser, add_extract_parser, add_probes_parser
     from predictor.cli import add_predictor_parsers
     from predictor.report.cli import add_report_parser

@@ -1,0 +1,62 @@
+"""`headcast zoo build|table`: build the synthetic zoo (and log its training runs to MLflow), print its
+score table. The work is in `experiments.zoo`, imported when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from extract import HeadcastError
+
+
+def run_build(args: argparse.Namespace) -> None:
+    t = time.perf_counter()
+    from experiments.zoo import build
+
+    scores = build(args.preset, args.out, args.seed, args.threads, args.jobs)
+    print(f"built the {args.preset} zoo in {time.perf_counter() - t:.0f} s; scores in {scores}")
+    if args.experiment:
+        from experiments.zoo_tracking import log_training_runs
+
+        runs = log_training_runs(args.out, args.experiment)
+        print(f"{len(runs)} training runs in MLflow experiment {args.experiment!r}")
+
+
+def run_table(args: argparse.Namespace) -> None:
+    path = Path(args.dir) / "scores.csv" if Path(args.dir).is_dir() else Path(args.dir)
+    if not path.is_file():
+        raise HeadcastError(f"no scores table at {path}; run `headcast zoo build` first")
+    from experiments.zoo import markdown_table
+
+    print(markdown_table(path, final_only=not args.all))
+
+
+def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`headcast zoo build|table`: build the synthetic model zoo, print its score table."""
+    parser = subparsers.add_parser(
+        "zoo", help="build the synthetic zoo of tiny LLaVA models and its benchmarks"
+    )
+    commands = parser.add_subparsers(dest="zoo_command", required=True)
+    b = commands.add_parser("build", help="train the checkpoints, write benchmarks, probes and scores.csv")
+    b.add_argument(
+        "--preset", default="small", help="smoke (tests), small (demo, default), full, or a YAML path"
+    )
+    b.add_argument("--out", required=True, help="folder to build into (resumes an interrupted build)")
+    b.add_argument("--seed", type=int, default=0, help="seed of every image, weight and batch (default: 0)")
+    b.add_argument("--threads", type=int, default=1, help="CPU threads for torch per job (default: 1)")
+    b.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="runs trained at once (default: CPU count)"
+    )
+    b.add_argument(
+        "--experiment",
+        default="headcast-zoo",
+        help="MLflow experiment to log the training runs to (config, scores per checkpoint); '' for none",
+    )
+    b.set_defaults(func=run_build)
+    t = commands.add_parser("table", help="print the score table (last checkpoint per run) as markdown")
+    t.add_argument("dir", help="a zoo folder or a scores.csv")
+    t.add_argument("--all", action="store_true", help="every checkpoint, not only each run's last")
+    t.set_defaults(func=run_table)
+    return parser
