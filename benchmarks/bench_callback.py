@@ -38,17 +38,17 @@ def main() -> int:
     args = parser.parse_args()
 
     import mlflow
+    from headcast.experiments import train
+    from headcast.experiments.benchmarks import write_probes
+    from headcast.experiments.modeling import build_model, build_processor
+    from headcast.experiments.scenes import make_mixture
+    from headcast.experiments.zoo import load_config
+    from headcast.predictor.callback import HeadcastCallback
+    from headcast.predictor.dataset import build_dataset
+    from headcast.predictor.models import HeadcastPredictor
     from transformers import Trainer, TrainingArguments
 
     from benchmarks.bench_service import synthetic_rows
-    from experiments import train
-    from experiments.benchmarks import write_probes
-    from experiments.modeling import build_model, build_processor
-    from experiments.scenes import make_mixture
-    from experiments.zoo import load_config
-    from predictor.callback import HeadcastCallback
-    from predictor.dataset import build_dataset
-    from predictor.models import HeadcastPredictor
 
     config = load_config(args.preset)
     spec, res = config.runs[0].spec, config.resolution

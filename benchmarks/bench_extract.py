@@ -25,13 +25,18 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 
 import numpy as np
 import torch
+from headcast.experiments.modeling import (
+    ModelSpec,
+    build_model,
+    build_processor,
+    build_tokenizer,
+    save_checkpoint,
+)
+from headcast.extract.inputs import encode_batch
+from headcast.extract.loading import load_checkpoint
+from headcast.extract.probes import Probe
+from headcast.extract.runner import model_inputs, record_batch
 from PIL import Image
-
-from experiments.modeling import ModelSpec, build_model, build_processor, build_tokenizer, save_checkpoint
-from extract.inputs import encode_batch
-from extract.loading import load_checkpoint
-from extract.probes import Probe
-from extract.runner import model_inputs, record_batch
 
 MODELS = {
     "llava-1.5 (576 tokens)": (

@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from extract.features import FEATURE_SCHEMA_VERSION, feature_columns  # noqa: E402
+from headcast.extract.features import FEATURE_SCHEMA_VERSION, feature_columns  # noqa: E402
 
 
 def synthetic_rows(n_runs: int = 6, seed: int = 0):
@@ -62,8 +62,8 @@ def synthetic_rows(n_runs: int = 6, seed: int = 0):
 
 def register_champion(folder: Path) -> None:
     """A champion in `folder/mlruns`, fitted on synthetic rows (ridge only: this is about the service)."""
-    from predictor.dataset import build_dataset
-    from predictor.tracking import fit_and_track
+    from headcast.predictor.dataset import build_dataset
+    from headcast.predictor.tracking import fit_and_track
 
     cwd = Path.cwd()
     os.chdir(folder)

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.scenes import BENCHMARKS, Item, make_items
+from headcast.experiments.scenes import BENCHMARKS, Item, make_items
 
 PROBE_TASKS = ("count_general", "count_object", "count_super", "pope_adversarial", "attribute", "spatial")
 

@@ -16,16 +16,15 @@ import os
 from pathlib import Path
 
 import pandas as pd
-
-from extract.features import write_features
-from extract.probes import read_probes
-from extract.storage import atomic_output
+from headcast.extract.features import write_features
+from headcast.extract.probes import read_probes
+from headcast.extract.storage import atomic_output
 
 
 def extract_zoo(zoo: Path, progress: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Features and per-head tables of every zoo checkpoint, written beside the zoo (cached)."""
-    from experiments.zoo import checkpoint_dirs
-    from extract.pipeline import ExtractionSettings, extract_features, per_head_tables
+    from headcast.experiments.zoo import checkpoint_dirs
+    from headcast.extract.pipeline import ExtractionSettings, extract_features, per_head_tables
 
     folders = checkpoint_dirs(zoo)
     names = [f.relative_to(zoo / "checkpoints").as_posix() for f in folders]
@@ -66,7 +65,7 @@ def summary(report, dataset) -> dict:
 
 def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
     """Held-out predictions next to measured scores (each run's last checkpoint by default)."""
-    from predictor.dataset import last_checkpoints
+    from headcast.predictor.dataset import last_checkpoints
 
     rows = dataset.scores.index
     if last_only:
@@ -85,18 +84,17 @@ def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     import mlflow
+    from headcast.experiments.zoo import build, load_config
+    from headcast.extract.evaluate import items_path
+    from headcast.predictor.anchors import write_anchor_probes
+    from headcast.predictor.budget import load_item_results
+    from headcast.predictor.dataset import build_dataset
+    from headcast.predictor.frontier import format_frontier, frontier
+    from headcast.predictor.registry import CHAMPION, REGISTERED_NAME
+    from headcast.predictor.report import settings_from_config, write_report
+    from headcast.predictor.scores import read_scores
+    from headcast.predictor.tracking import fit_and_track, format_report, log_frontier
     from transformers.utils import logging
-
-    from experiments.zoo import build, load_config
-    from extract.evaluate import items_path
-    from predictor.anchors import write_anchor_probes
-    from predictor.budget import load_item_results
-    from predictor.dataset import build_dataset
-    from predictor.frontier import format_frontier, frontier
-    from predictor.registry import CHAMPION, REGISTERED_NAME
-    from predictor.report import settings_from_config, write_report
-    from predictor.scores import read_scores
-    from predictor.tracking import fit_and_track, format_report, log_frontier
 
     logging.disable_progress_bar()
     zoo = Path(args.zoo or Path("zoo") / args.preset)
@@ -168,8 +166,8 @@ def run_demo(args: argparse.Namespace) -> int:
 def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -> str:
     """The zoo's training runs into MLflow (`experiments.zoo_tracking`), each with the held-out predictions
     of its checkpoints beside its measured scores; returns the experiment's name."""
-    from experiments.zoo_tracking import log_training_runs
-    from predictor.runs import log_run_predictions, predicted_steps
+    from headcast.experiments.zoo_tracking import log_training_runs
+    from headcast.predictor.runs import log_run_predictions, predicted_steps
 
     for name, run_id in log_training_runs(zoo, experiment).items():
         rows = predictions[(dataset.groups == name).to_numpy()]
@@ -181,7 +179,7 @@ def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -
 
 
 def _protocols(text: str) -> tuple[str, ...]:
-    from predictor.frontier import PROTOCOLS
+    from headcast.predictor.frontier import PROTOCOLS
 
     names = PROTOCOLS if text == "all" else tuple(p for p in text.split(",") if p)
     unknown = [p for p in names if p not in PROTOCOLS]

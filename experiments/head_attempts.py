@@ -1,6 +1,6 @@
 """Where do head metrics earn a place in the estimate? Four attempts, measured on a built zoo.
 
-`python -m experiments.head_attempts zoo/small` prints, all held out by whole runs:
+`python -m headcast.experiments.head_attempts zoo/small` prints, all held out by whole runs:
 1. every hybrid method forced (no selection), with confidence only and with heads added, per k;
 2. per-head features (not summarised) within one architecture, against the summary row;
 3. during training: the change in head metrics (or confidence) since the run's last benchmarked
@@ -17,21 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from headcast.extract.features import confidence_feature_columns, head_feature_columns
+from headcast.predictor.budget import ALPHAS, AnchorPredictor, load_item_results
+from headcast.predictor.dataset import Dataset, build_dataset
+from headcast.predictor.frontier import during_training_folds
+from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
-from extract.features import confidence_feature_columns, head_feature_columns
-from predictor.budget import ALPHAS, AnchorPredictor, load_item_results
-from predictor.dataset import Dataset, build_dataset
-from predictor.frontier import during_training_folds
-from predictor.models import HeadcastPredictor, label_free_feature_sets
-
 
 def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:
-    from experiments.demo import extract_zoo
-    from extract.evaluate import items_path
-    from predictor.scores import read_scores
+    from headcast.experiments.demo import extract_zoo
+    from headcast.extract.evaluate import items_path
+    from headcast.predictor.scores import read_scores
 
     features, settings, per_head = extract_zoo(zoo, progress=False)
     scores = read_scores(zoo / "scores.csv")

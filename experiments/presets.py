@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from extract import HeadcastError
+from headcast.extract import HeadcastError
 
 PRESETS = ("smoke", "small", "full")
 
@@ -41,12 +40,14 @@ class ZooConfig:
 
 def load_config(preset: str) -> ZooConfig:
     """The preset `smoke|small|full` from experiments/configs, or any YAML file of the same shape."""
-    from experiments.modeling import ModelSpec
-    from experiments.train import RunConfig, even_steps
+    from headcast.experiments.modeling import ModelSpec
+    from headcast.experiments.train import RunConfig, even_steps
 
     if preset in PRESETS:
         text = (
-            resources.files("experiments").joinpath("configs", f"{preset}.yaml").read_text(encoding="utf-8")
+            resources.files("headcast.experiments")
+            .joinpath("configs", f"{preset}.yaml")
+            .read_text(encoding="utf-8")
         )
     elif Path(preset).is_file():
         text = Path(preset).read_text(encoding="utf-8")
@@ -74,7 +75,7 @@ def load_config(preset: str) -> ZooConfig:
             "runs differ in vision_hidden, vision_layers, image_size or patch_size; "
             "the zoo shares one pretrained vision encoder, so set these in `defaults` only"
         )
-    from experiments.scenes import AUX_TASKS, TASKS
+    from headcast.experiments.scenes import AUX_TASKS, TASKS
 
     curriculum = dict(raw.get("curriculum") or {})
     for where, weights in (

@@ -27,11 +27,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from experiments.presets import ZooConfig, load_config
-from experiments.scenes import BENCHMARKS, CHANCE
-from extract import HeadcastError
-from extract.evaluate import items_path, scores_of, write_items, write_scores
-from extract.storage import atomic_output
+from headcast.experiments.presets import ZooConfig, load_config
+from headcast.experiments.scenes import BENCHMARKS, CHANCE
+from headcast.extract import HeadcastError
+from headcast.extract.evaluate import items_path, scores_of, write_items, write_scores
+from headcast.extract.storage import atomic_output
 
 STAMP_VERSION = 2  # 2: per-item results
 
@@ -81,7 +81,7 @@ def _load_tensors(path: Path) -> dict:
 
 
 def _atomic_checkpoint(model, processor, final: Path, meta: dict) -> None:
-    from experiments.modeling import save_checkpoint
+    from headcast.experiments.modeling import save_checkpoint
 
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -112,10 +112,9 @@ def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1, jobs: i
 
 def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     import torch
-
-    from experiments import train
-    from experiments.benchmarks import write_probes, write_suite
-    from experiments.scenes import make_mixture
+    from headcast.experiments import train
+    from headcast.experiments.benchmarks import write_probes, write_suite
+    from headcast.experiments.scenes import make_mixture
 
     config = load_config(preset)
     _stamp(out, config, seed)
@@ -200,7 +199,7 @@ def _find_run(config: ZooConfig, name: str):
 
 def _training_tasks(config: ZooConfig) -> tuple[str, ...]:
     """The benchmarked tasks plus any training-only task the mixture weights."""
-    from experiments.scenes import AUX_TASKS, TASKS
+    from headcast.experiments.scenes import AUX_TASKS, TASKS
 
     return TASKS + tuple(t for t in AUX_TASKS if config.mixture.get(t))
 
@@ -208,9 +207,8 @@ def _training_tasks(config: ZooConfig) -> tuple[str, ...]:
 def _language_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
     """Pretrain (and cache) the language model of `run_name`'s LM shape."""
     import torch
-
-    from experiments import train
-    from experiments.scenes import make_mixture
+    from headcast.experiments import train
+    from headcast.experiments.scenes import make_mixture
 
     torch.set_num_threads(threads)
     t = time.perf_counter()
@@ -230,9 +228,9 @@ def _training_sets(
     preset: str, seed: int, arch: str, image_size: int, patch_size: int, anyres_grid: int
 ) -> tuple:
     """Caption, instruction and curriculum data encoded for one processor; cached per process."""
-    from experiments import train
-    from experiments.modeling import build_processor
-    from experiments.scenes import make_mixture
+    from headcast.experiments import train
+    from headcast.experiments.modeling import build_processor
+    from headcast.experiments.scenes import make_mixture
 
     config = load_config(preset)
     spec = next(
@@ -263,8 +261,7 @@ def _training_sets(
 def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
     """Train one run from the cached vision and language weights, saving its checkpoints."""
     import torch
-
-    from experiments import train
+    from headcast.experiments import train
 
     torch.set_num_threads(threads)
     if not progress:  # a worker among others: its bars, save_pretrained's included, would interleave
@@ -324,8 +321,7 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
     """Score every checkpoint of one run not scored yet (cached per checkpoint, so scoring resumes)."""
     import pandas as pd
     import torch
-
-    from extract.evaluate import evaluate_checkpoint, load_suite
+    from headcast.extract.evaluate import evaluate_checkpoint, load_suite
 
     torch.set_num_threads(threads)
     if not progress:
@@ -355,8 +351,8 @@ def zoo_items(out: Path) -> list[dict]:
 
 def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
     """The score table as markdown: one row per run (its last checkpoint), plus a chance row."""
-    from predictor.dataset import last_checkpoints
-    from predictor.scores import read_scores
+    from headcast.predictor.dataset import last_checkpoints
+    from headcast.predictor.scores import read_scores
 
     rows = read_scores(scores_csv).to_dict("records")
     table: dict[str, dict[str, float]] = {}

@@ -14,9 +14,9 @@ import json
 import time
 from pathlib import Path
 
-from extract.errors import HeadcastError
-from predictor.dataset import run_of, step_of
-from predictor.metric_names import metric_key
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.dataset import run_of, step_of
+from headcast.predictor.metric_names import metric_key
 
 TRAINING_RUN_TAG = "headcast.training_run"
 ZOO_TAG = "headcast.zoo"  # the zoo folder a training run was logged from
@@ -46,12 +46,11 @@ def run_params(run_dir: Path) -> dict[str, str]:
 
 def log_training_runs(zoo: str | Path, experiment: str = ZOO_EXPERIMENT) -> dict[str, str]:
     """Log each of the zoo's training runs (not yet in `experiment`) as an MLflow run; name -> run id."""
+    from headcast.predictor.registry import configure_tracking
+    from headcast.predictor.scores import read_scores
+    from headcast.predictor.tracking import use_experiment
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
-
-    from predictor.registry import configure_tracking
-    from predictor.scores import read_scores
-    from predictor.tracking import use_experiment
 
     zoo = Path(zoo)
     scores = read_scores(zoo / "scores.csv")

@@ -13,8 +13,8 @@ import statistics
 from collections.abc import Sequence
 from contextlib import nullcontext
 
-from extract.evaluate import suite_accuracy
-from extract.probes import Probe
+from headcast.extract.evaluate import suite_accuracy
+from headcast.extract.probes import Probe
 
 Head = tuple[int, int]
 
@@ -32,8 +32,8 @@ def ablated_accuracy(
 
     Scored exactly as `evaluate_checkpoint` scores, by the same function.
     """
-    from extract.ablation import HeadAblation
-    from extract.recording import hook_head_outputs
+    from headcast.extract.ablation import HeadAblation
+    from headcast.extract.recording import hook_head_outputs
 
     removal = (
         hook_head_outputs(checkpoint.model, HeadAblation(list(heads), mode, means))
@@ -100,7 +100,7 @@ def ablate_suite(
 
     Random set i uses seed `seed + i`.
     """
-    from extract.ablation import random_heads
+    from headcast.extract.ablation import random_heads
 
     _, n_heads = model_shape(checkpoint)
     controls = [random_heads(heads, n_heads, seed + i) for i in range(n_random)]

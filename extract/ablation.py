@@ -14,13 +14,12 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import torch
-
-from extract.errors import HeadcastError
-from extract.inputs import encode_batch
-from extract.loading import Checkpoint
-from extract.probes import Probe
-from extract.recording import hook_head_outputs
-from extract.runner import model_inputs
+from headcast.extract.errors import HeadcastError
+from headcast.extract.inputs import encode_batch
+from headcast.extract.loading import Checkpoint
+from headcast.extract.probes import Probe
+from headcast.extract.recording import hook_head_outputs
+from headcast.extract.runner import model_inputs
 
 Head = tuple[int, int]  # (layer, head), 0-based
 

@@ -9,12 +9,13 @@ import json
 import re
 from pathlib import Path
 
-from extract.contract import CONTRACT_COLUMN
-from extract.errors import HeadcastError
-from extract.features import QUERY_POSITIONS, VisualHeadThresholds, write_features
-from extract.plots import head_heatmap, save_figure
-from extract.probes import read_probes
-from extract.storage import atomic_output, check_writable
+from headcast.extract.contract import CONTRACT_COLUMN
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import QUERY_POSITIONS, VisualHeadThresholds, write_features
+from headcast.extract.plots import head_heatmap, save_figure
+from headcast.extract.probes import read_probes
+from headcast.extract.storage import atomic_output, check_writable
+
 from headcast.arguments import fraction, positive_int
 
 
@@ -98,7 +99,7 @@ def check_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path]) -> N
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from extract.pipeline import (  # torch: only when used
+    from headcast.extract.pipeline import (  # torch: only when used
         ExtractionSettings,
         answers_table,
         extract_features,
@@ -179,7 +180,7 @@ def add_probes_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from extract.probe_sets import build_probe_set
+    from headcast.extract.probe_sets import build_probe_set
 
     path = build_probe_set(
         args.dataset,
@@ -204,7 +205,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from extract.evaluate import evaluate, items_path
+    from headcast.extract.evaluate import evaluate, items_path
 
     for out in (args.out, items_path(args.out)):  # now, not after scoring every checkpoint
         check_writable(out)
@@ -234,10 +235,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_ablate(args: argparse.Namespace) -> int:
     """The CLI: load once, parse heads against the model's shape, score each benchmark file."""
-    from extract.ablate import ablate_suite, model_shape
-    from extract.ablation import head_output_means, parse_heads
-    from extract.evaluate import load_suite
-    from extract.loading import load_checkpoint
+    from headcast.extract.ablate import ablate_suite, model_shape
+    from headcast.extract.ablation import head_output_means, parse_heads
+    from headcast.extract.evaluate import load_suite
+    from headcast.extract.loading import load_checkpoint
 
     if args.mode == "mean" and args.probes is None:
         raise HeadcastError(

@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-
-from extract.errors import HeadcastError
-from extract.features import (
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import (
     FEATURE_SCHEMA_VERSION,
     METRICS_VERSION,
     QUERY_POSITIONS,

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
-from extract.errors import HeadcastError
+from headcast.extract.errors import HeadcastError
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 

@@ -14,10 +14,9 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from headcast.extract import HeadcastError, Probe, build_prompt, read_probes
+from headcast.extract.answers import first_token_answers, is_correct
 from tqdm.auto import tqdm
-
-from extract import HeadcastError, Probe, build_prompt, read_probes
-from extract.answers import first_token_answers, is_correct
 
 SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
 
@@ -121,7 +120,7 @@ def evaluate_checkpoint(
     `encoded`: a dict kept across calls, in which checkpoints with the same processor (those of one
     run) share their encoded inputs; the images are then processed once per run, not per checkpoint.
     """
-    from extract import load_checkpoint  # torch: only when a model is really loaded
+    from headcast.extract import load_checkpoint  # torch: only when a model is really loaded
 
     checkpoint = load_checkpoint(path, device=device)
     key = checkpoint.processor.to_json_string()
@@ -163,7 +162,7 @@ def scores_of(items: Iterable[dict]) -> list[dict]:
 
 def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
     """Write the long score table as CSV, atomically; read it back with `predictor.scores.read_scores`."""
-    from extract.storage import atomic_output
+    from headcast.extract.storage import atomic_output
 
     out = Path(out)
     with atomic_output(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
@@ -176,9 +175,8 @@ def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
 def write_items(rows: Iterable[dict], out: str | Path) -> Path:
     """Write the per-item table as Parquet, atomically; read it back with `predictor.scores.read_items`."""
     import pandas as pd
-
-    from extract.storage import atomic_output
-    from predictor.scores import ITEM_COLUMNS
+    from headcast.extract.storage import atomic_output
+    from headcast.predictor.scores import ITEM_COLUMNS
 
     out = Path(out)
     table = pd.DataFrame(list(rows), columns=ITEM_COLUMNS)

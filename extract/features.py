@@ -170,9 +170,8 @@ def write_features(table: pd.DataFrame, settings: dict[str, dict], path) -> None
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from extract.contract import CONTRACT_COLUMN
-    from extract.storage import atomic_output
+    from headcast.extract.contract import CONTRACT_COLUMN
+    from headcast.extract.storage import atomic_output
 
     if CONTRACT_COLUMN in table:
         settings = dict(settings)
@@ -196,8 +195,8 @@ def read_features(path) -> tuple[pd.DataFrame, dict[str, dict]]:
     """
     import json
 
-    from extract.contract import CONTRACT_COLUMN, contracts_from_settings
-    from extract.errors import HeadcastError
+    from headcast.extract.contract import CONTRACT_COLUMN, contracts_from_settings
+    from headcast.extract.errors import HeadcastError
 
     path = Path(path)
     arrow = _read_arrow(path, "feature file", "create it with 'headcast extract'")
@@ -219,8 +218,7 @@ def read_features(path) -> tuple[pd.DataFrame, dict[str, dict]]:
 def _read_arrow(path: Path, what: str, fix: str):
     """The Parquet file at `path` as an Arrow table; a missing or unreadable one is a one-line error."""
     import pyarrow.parquet as pq
-
-    from extract.errors import HeadcastError
+    from headcast.extract.errors import HeadcastError
 
     if not os.path.isfile(path):  # not Path.is_file: Python 3.11's raises on a name too long to exist
         raise HeadcastError(f"{what} {path} does not exist; {fix}")
@@ -236,7 +234,7 @@ def _read_arrow(path: Path, what: str, fix: str):
 
 def read_table(path, what: str, columns: Iterable[str], fix: str) -> pd.DataFrame:
     """A Parquet table that must hold `columns` (a per-head or answer table), or a one-line error."""
-    from extract.errors import HeadcastError
+    from headcast.extract.errors import HeadcastError
 
     path = Path(path)
     table = _read_arrow(path, what, fix).to_pandas()
@@ -249,8 +247,8 @@ def read_table(path, what: str, columns: Iterable[str], fix: str) -> pd.DataFram
 def check_feature_rows(table: pd.DataFrame, where) -> None:
     """One row per named checkpoint, and numbers in every feature column: NaN where undefined, never inf
     or text (which the predictor would turn into a crash or, coerced, a silently missing value)."""
-    from extract.contract import CONTRACT_COLUMN
-    from extract.errors import HeadcastError
+    from headcast.extract.contract import CONTRACT_COLUMN
+    from headcast.extract.errors import HeadcastError
 
     names = table["checkpoint"]
     unnamed = names.isna() | ~names.map(lambda n: isinstance(n, str) and bool(n.strip()))

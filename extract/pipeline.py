@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
-
-from extract.answers import first_token_answers
-from extract.contract import CONTRACT_COLUMN, ExtractionContract
-from extract.errors import HeadcastError
-from extract.features import (
+from headcast.extract.answers import first_token_answers
+from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import (
     FEATURE_SCHEMA_VERSION,
     METRICS,
     METRICS_VERSION,
@@ -26,8 +24,8 @@ from extract.features import (
     feature_row,
     per_head_table,
 )
-from extract.inputs import QueryPosition, encode_batch
-from extract.loading import (
+from headcast.extract.inputs import QueryPosition, encode_batch
+from headcast.extract.loading import (
     Checkpoint,
     load_checkpoint,
     read_config,
@@ -35,10 +33,11 @@ from extract.loading import (
     resolve_dtype,
     weight_files,
 )
-from extract.probes import Probe, probe_set_hash
-from extract.prompts import build_prompt
-from extract.runner import record_batch
-from extract.storage import MetricsCache, cache_key, checkpoint_fingerprint
+from headcast.extract.probes import Probe, probe_set_hash
+from headcast.extract.prompts import build_prompt
+from headcast.extract.runner import record_batch
+from headcast.extract.storage import MetricsCache, cache_key, checkpoint_fingerprint
+from tqdm.auto import tqdm
 
 ANSWER_COLUMNS = ("item", "task", "answer", "correct", "prob", "confidence")
 

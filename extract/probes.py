@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+from headcast.extract.errors import HeadcastError
 from PIL import Image, UnidentifiedImageError
 from pydantic import (
     AfterValidator,
@@ -23,8 +24,6 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-
-from extract.errors import HeadcastError
 
 
 def _finite(value: float) -> float:

@@ -7,11 +7,10 @@ items, the model's answer. So answers cost no extra forward.
 from __future__ import annotations
 
 import torch
-
-from extract.errors import HeadcastError
-from extract.inputs import EncodedBatch, QueryPosition, position_ids
-from extract.loading import Checkpoint
-from extract.recording import Recorder, record
+from headcast.extract.errors import HeadcastError
+from headcast.extract.inputs import EncodedBatch, QueryPosition, position_ids
+from headcast.extract.loading import Checkpoint
+from headcast.extract.recording import Recorder, record
 
 
 def model_inputs(checkpoint: Checkpoint, batch: EncodedBatch) -> dict[str, torch.Tensor]:

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from extract.errors import HeadcastError, warn
+from headcast.extract.errors import HeadcastError, warn
 
 
 def cache_root() -> Path:

@@ -6,16 +6,21 @@ import argparse
 import os
 import sys
 
-from extract.errors import HeadcastError
+from headcast.extract.errors import HeadcastError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from experiments.cli import add_zoo_parser
-    from experiments.demo import add_demo_parser
-    from extract.cli import add_ablate_parser, add_evaluate_parser, add_extract_parser, add_probes_parser
-    from predictor.cli import add_predictor_parsers
-    from predictor.report.cli import add_report_parser
-    from predictor.service.cli import add_serve_parser
+    from headcast.experiments.cli import add_zoo_parser
+    from headcast.experiments.demo import add_demo_parser
+    from headcast.extract.cli import (
+        add_ablate_parser,
+        add_evaluate_parser,
+        add_extract_parser,
+        add_probes_parser,
+    )
+    from headcast.predictor.cli import add_predictor_parsers
+    from headcast.predictor.report.cli import add_report_parser
+    from headcast.predictor.service.cli import add_serve_parser
 
     parser = argparse.ArgumentParser(
         prog="headcast",

@@ -15,12 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from headcast.extract.errors import HeadcastError
+from headcast.extract.probes import read_probes
+from headcast.extract.storage import atomic_output
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
-
-from extract.errors import HeadcastError
-from extract.probes import read_probes
-from extract.storage import atomic_output
 
 
 def choose_anchors(correct: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.anchors import choose_anchors
+from headcast.predictor.dataset import Dataset
+from headcast.predictor.irt import IRT
+from headcast.predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
 from scipy.optimize import nnls
 from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
@@ -24,12 +29,6 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
-from extract.errors import HeadcastError
-from predictor.anchors import choose_anchors
-from predictor.dataset import Dataset
-from predictor.irt import IRT
-from predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
 
 ALPHAS = np.logspace(-2, 4, 13)
 # Without label-free features: the anchors' weighted accuracy (0/1 or the gold probability), IRT's
@@ -91,7 +90,7 @@ def load_item_results(
 ) -> dict[str, BenchmarkItems]:
     """Per-item results (a `read_items` table or its path) for the dataset's checkpoints and benchmarks,
     checked against `scores`."""
-    from predictor.scores import check_items_match_scores, read_items
+    from headcast.predictor.scores import check_items_match_scores, read_items
 
     if not isinstance(items, pd.DataFrame):
         items = read_items(items)

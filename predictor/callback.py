@@ -30,19 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from extract.contract import (
+from headcast.extract.contract import (
     CONTRACT_COLUMN,
     ExtractionContract,
     check_probe_set,
     extraction_options,
     fitted_contract,
 )
-from extract.errors import HeadcastError
-from extract.features import FEATURE_SCHEMA_VERSION, VisualHeadThresholds, feature_row
-from predictor.metric_names import prediction_metrics
-from predictor.pyfunc import predict_rows, prediction_json
-from predictor.registry import DEFAULT_MODEL, fitted_predictor, load_model
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import FEATURE_SCHEMA_VERSION, VisualHeadThresholds, feature_row
+from headcast.predictor.metric_names import prediction_metrics
+from headcast.predictor.pyfunc import predict_rows, prediction_json
+from headcast.predictor.registry import DEFAULT_MODEL, fitted_predictor, load_model
 
 try:  # a real TrainerCallback when transformers is there; the plain function needs no Trainer
     from transformers import TrainerCallback
@@ -62,13 +61,13 @@ def resolve_predictor(predictor: Any = None) -> Any:
 
 
 def _read_probes(probes: Any) -> list:
-    from extract.probes import read_probes
+    from headcast.extract.probes import read_probes
 
     return read_probes(probes) if isinstance(probes, str | Path) else list(probes)
 
 
 def _read_anchors(anchors: Any) -> list:
-    from predictor.anchors import read_anchor_probes
+    from headcast.predictor.anchors import read_anchor_probes
 
     return read_anchor_probes(anchors) if isinstance(anchors, str | Path) else list(anchors)
 
@@ -76,9 +75,8 @@ def _read_anchors(anchors: Any) -> list:
 def _measure(model, processor, probes: Sequence, query: str, batch_size: int):
     """Head metrics and per-probe answers of the model as it is now; its train/eval mode is kept."""
     import torch
-
-    from extract.loading import Checkpoint
-    from extract.pipeline import measure_heads
+    from headcast.extract.loading import Checkpoint
+    from headcast.extract.pipeline import measure_heads
 
     model = getattr(model, "module", model)  # DistributedDataParallel and friends
     config = model.config
@@ -118,7 +116,7 @@ def live_contract(model, probes: Sequence, predictor: Any, query: str | None = N
     """The contract the live model is measured under: the predictor's query and thresholds (`query` may
     only repeat the predictor's), the probes' hash and the model's dtype. A probe set or dtype other than
     the predictor's is refused here, before any measuring."""
-    from extract.probes import probe_set_hash
+    from headcast.extract.probes import probe_set_hash
 
     fitted = fitted_contract(predictor)
     query, _, thresholds = extraction_options(fitted, query)
@@ -136,7 +134,7 @@ def live_contract(model, probes: Sequence, predictor: Any, query: str | None = N
 
 def answer_live_anchors(model, processor, anchors: Sequence, batch_size: int = 8) -> dict[str, float]:
     """The model's answers on the anchor items, as the anchor answer columns of a feature row."""
-    from predictor.hybrid import answer_row
+    from headcast.predictor.hybrid import answer_row
 
     _, answers = _measure(model, processor, anchors, "last-prompt", batch_size)
     return answer_row(answers)
@@ -217,7 +215,7 @@ class HeadcastCallback(TrainerCallback):
         fitted = fitted_contract(self.predictor)
         extraction_options(fitted, query)  # a conflicting query or probe set fails before training starts
         if fitted is not None:
-            from extract.probes import probe_set_hash
+            from headcast.extract.probes import probe_set_hash
 
             check_probe_set(fitted, probe_set_hash(self.probes), "the callback's probes")
         self.every_n_steps, self.log_on_save = every_n_steps, on_save

@@ -18,9 +18,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
-
-from extract.errors import HeadcastError
-from predictor.dataset import _names
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.dataset import _names
 
 
 def checkpoint_key(name: str, root: Path | None = None) -> str:

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from extract.errors import HeadcastError
-from extract.features import PER_HEAD_COLUMNS, QUERY_POSITIONS, read_features, read_table
-from predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME, load_model
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import PER_HEAD_COLUMNS, QUERY_POSITIONS, read_features, read_table
+from headcast.predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME, load_model
 
 ANSWER_TABLE_COLUMNS = ("checkpoint", "item", "task", "correct", "prob")  # what `_answers_of` joins
 
@@ -131,9 +131,9 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def _load_fit_inputs(args: argparse.Namespace):
     """The dataset, the item count behind each score, the probe count, and the scores themselves."""
-    from predictor.checkpoints import rename_checkpoints
-    from predictor.dataset import build_dataset
-    from predictor.scores import read_scores
+    from headcast.predictor.checkpoints import rename_checkpoints
+    from headcast.predictor.dataset import build_dataset
+    from headcast.predictor.scores import read_scores
 
     features, settings = read_features(args.features)
     scores = read_scores(args.scores, args.allow_partial, args.keep_latest)
@@ -147,8 +147,8 @@ def _load_fit_inputs(args: argparse.Namespace):
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from predictor.models import ESTIMATORS
-    from predictor.tracking import fit_and_track, format_report, log_scores
+    from headcast.predictor.models import ESTIMATORS
+    from headcast.predictor.tracking import fit_and_track, format_report, log_scores
 
     estimators = [e for e in args.estimators.split(",") if e]
     unknown = set(estimators) - set(ESTIMATORS)
@@ -161,15 +161,15 @@ def run_fit(args: argparse.Namespace) -> int:
             "--anchors-out needs --items (to choose anchors) and --suite (to copy the items from)"
         )
     if args.anchors_out:
-        from extract.storage import check_writable
+        from headcast.extract.storage import check_writable
 
         check_writable(args.anchors_out)  # now, not after the fit
     dataset, items, probe_count, scores = _load_fit_inputs(args)
     item_results = None
     if args.items:
-        from predictor.budget import load_item_results
-        from predictor.checkpoints import rename_checkpoints
-        from predictor.scores import read_items
+        from headcast.predictor.budget import load_item_results
+        from headcast.predictor.checkpoints import rename_checkpoints
+        from headcast.predictor.scores import read_items
 
         item_table = read_items(args.items, args.allow_partial, args.keep_latest)
         item_table = rename_checkpoints(
@@ -194,8 +194,8 @@ def run_fit(args: argparse.Namespace) -> int:
     log_scores(scores, report.run_id)
     print(format_report(report, dataset.benchmarks))
     if item_results is not None:
-        from predictor.frontier import format_frontier, frontier
-        from predictor.tracking import log_frontier
+        from headcast.predictor.frontier import format_frontier, frontier
+        from headcast.predictor.tracking import log_frontier
 
         result = frontier(dataset, item_results)
         log_frontier(result, report.run_id)
@@ -209,8 +209,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
     import mlflow
-
-    from predictor.anchors import write_anchor_probes
+    from headcast.predictor.anchors import write_anchor_probes
 
     anchors = mlflow.artifacts.load_dict(f"runs:/{run_id}/anchors.json")
     write_anchor_probes(anchors, suite, out)
@@ -218,8 +217,8 @@ def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from predictor.predicting import checkpoint_features, predict_table, with_answers
-    from predictor.pyfunc import benchmarks_of, prediction_json
+    from headcast.predictor.predicting import checkpoint_features, predict_table, with_answers
+    from headcast.predictor.pyfunc import benchmarks_of, prediction_json
 
     model = load_model(args.model)
     if args.features is not None:
@@ -263,7 +262,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_predict_runs(args: argparse.Namespace) -> int:
-    from predictor.runs import predict_runs
+    from headcast.predictor.runs import predict_runs
 
     model = load_model(args.model)  # also points MLflow at the store
     done = predict_runs(

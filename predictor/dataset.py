@@ -8,10 +8,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-
-from extract.contract import CONTRACT_COLUMN, ExtractionContract, table_contract
-from extract.errors import HeadcastError
-from extract.features import FEATURE_SCHEMA_VERSION
+from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract, table_contract
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import FEATURE_SCHEMA_VERSION
 
 MIN_GROUPS = 3
 

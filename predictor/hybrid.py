@@ -13,12 +13,11 @@ from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
+from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
-
-from extract.errors import HeadcastError
-from predictor.budget import AnchorPredictor, BenchmarkItems
-from predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
 
 
 def answer_column(kind: str, benchmark: str, item: str) -> str:

@@ -12,10 +12,15 @@ import math
 from pathlib import Path
 
 import pandas as pd
-
-from extract.errors import HeadcastError
-from predictor.dataset import _names
-from predictor.scores import ITEM_COLUMNS, SCORE_COLUMNS, _checked_items, _without_duplicates, checked_counts
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.dataset import _names
+from headcast.predictor.scores import (
+    ITEM_COLUMNS,
+    SCORE_COLUMNS,
+    _checked_items,
+    _without_duplicates,
+    checked_counts,
+)
 
 
 def _headline_metric(metrics: dict) -> tuple[str, float] | None:

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from extract.contract import check_probe_set, extraction_options, fitted_contract
-from extract.errors import HeadcastError
-from predictor.registry import fitted_predictor
+from headcast.extract.contract import check_probe_set, extraction_options, fitted_contract
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.registry import fitted_predictor
 
 
 def with_answers(answers: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """The feature table with each checkpoint's anchor answers joined as columns."""
-    from predictor.hybrid import answer_columns
+    from headcast.predictor.hybrid import answer_columns
 
     wide = answer_columns(answers)
     return table.join(wide, on="checkpoint") if not wide.empty else table
@@ -39,8 +38,8 @@ def checkpoint_features(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Feature rows of `checkpoints` (with anchor answers when `anchors` is given), made as `model` needs."""
-    from extract.pipeline import ExtractionSettings, answers_table, extract_features
-    from extract.probes import probe_set_hash, read_probes
+    from headcast.extract.pipeline import ExtractionSettings, answers_table, extract_features
+    from headcast.extract.probes import probe_set_hash, read_probes
 
     predictor = fitted_predictor(model)
     fitted = fitted_contract(predictor)
@@ -51,8 +50,8 @@ def checkpoint_features(
     table, _ = extract_features(checkpoints, probe_set, settings, names, progress)
     if anchors is None:
         return table
-    from predictor.anchors import read_anchor_probes
-    from predictor.hybrid import unanswered_anchors
+    from headcast.predictor.anchors import read_anchor_probes
+    from headcast.predictor.hybrid import unanswered_anchors
 
     answering = dataclasses.replace(settings, query="last-prompt")  # answer-mean's input holds the answer
     _, metrics = extract_features(checkpoints, read_anchor_probes(anchors), answering, names, progress)
@@ -68,7 +67,7 @@ def checkpoint_features(
 
 def predict_table(model: Any, table: pd.DataFrame) -> pd.DataFrame:
     """The model's predictions for a feature table (`checkpoint` and feature columns), row by row."""
-    from predictor.pyfunc import check_columns
+    from headcast.predictor.pyfunc import check_columns
 
     check_columns(fitted_predictor(model), table.columns)  # before MLflow's terser check
     try:

@@ -9,10 +9,9 @@ from typing import Any
 import joblib
 import mlflow.pyfunc
 import pandas as pd
-
-from extract.contract import CONTRACT_COLUMN, ExtractionContract, fitted_contract
-from extract.errors import HeadcastError
-from extract.features import FEATURE_SCHEMA_VERSION
+from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract, fitted_contract
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import FEATURE_SCHEMA_VERSION
 
 
 class HeadcastModel(mlflow.pyfunc.PythonModel):

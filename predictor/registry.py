@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from extract.errors import HeadcastError
+from headcast.extract.errors import HeadcastError
 
 REGISTERED_NAME = "headcast-predictor"
 CHAMPION = "champion"

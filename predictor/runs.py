@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from extract.errors import HeadcastError
-from predictor.dataset import step_of
-from predictor.metric_names import prediction_metrics
-from predictor.pyfunc import benchmarks_of, prediction_json
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.dataset import step_of
+from headcast.predictor.metric_names import prediction_metrics
+from headcast.predictor.pyfunc import benchmarks_of, prediction_json
 
 CHECKPOINTS_PARAM = "output_dir"
 
@@ -99,7 +98,7 @@ def predict_runs(
 
     Returns run id -> checkpoints predicted. `model` is a loaded pyfunc model (`registry.load_model`).
     """
-    from predictor.predicting import checkpoint_features, predict_table
+    from headcast.predictor.predicting import checkpoint_features, predict_table
 
     todo = runs_to_predict(experiment, param)
     paths = [path for checkpoints in todo.values() for _, path in checkpoints]

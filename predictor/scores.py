@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-
-from extract.errors import HeadcastError
-from predictor.dataset import _names
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.dataset import _names
 
 # The score, then its provenance: the harness and its version (or why unknown), the metric, a partial
 # run's item limit, the run's date and the file it was read from.
@@ -46,7 +45,7 @@ def read_scores(path: str | Path, allow_partial: bool = False, keep_latest: bool
     """
     path = Path(path)
     if os.path.isdir(path):  # os.path: Python 3.11's Path.is_dir raises on a name too long to exist
-        from predictor.lmms_eval import read_lmms_eval
+        from headcast.predictor.lmms_eval import read_lmms_eval
 
         return read_lmms_eval(path, allow_partial, keep_latest)
     if not os.path.isfile(path):
@@ -144,7 +143,7 @@ def read_items(path: str | Path, allow_partial: bool = False, keep_latest: bool 
     """
     path = Path(path)
     if os.path.isdir(path):  # os.path: Python 3.11's Path.is_dir raises on a name too long to exist
-        from predictor.lmms_eval import read_lmms_eval_items
+        from headcast.predictor.lmms_eval import read_lmms_eval_items
 
         return read_lmms_eval_items(path, allow_partial, keep_latest)
     if not os.path.isfile(path):

@@ -20,17 +20,13 @@ import joblib
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
-from mlflow.models import ModelSignature, infer_signature
-from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, DataType, Schema
-
-from extract.contract import CONTRACT_COLUMN, ExtractionContract
-from extract.features import FEATURE_SCHEMA_VERSION
-from extract.plots import head_heatmap
-from predictor import pyfunc_model
-from predictor.budget import BenchmarkItems
-from predictor.dataset import Dataset, last_checkpoints
-from predictor.evaluation import (
+from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract
+from headcast.extract.features import FEATURE_SCHEMA_VERSION
+from headcast.extract.plots import head_heatmap
+from headcast.predictor import pyfunc_model
+from headcast.predictor.budget import BenchmarkItems
+from headcast.predictor.dataset import Dataset, last_checkpoints
+from headcast.predictor.evaluation import (
     family_folds,
     held_out_predictions,
     mean_baseline,
@@ -39,11 +35,14 @@ from predictor.evaluation import (
     step_baseline,
     subset_baseline_mae,
 )
-from predictor.hybrid import HybridPredictor
-from predictor.metric_names import metric_key
-from predictor.models import ESTIMATORS, HeadcastPredictor
-from predictor.plots import feature_importance, predicted_vs_actual
-from predictor.registry import DEFAULT_STORE, REGISTERED_NAME, configure_tracking, crown
+from headcast.predictor.hybrid import HybridPredictor
+from headcast.predictor.metric_names import metric_key
+from headcast.predictor.models import ESTIMATORS, HeadcastPredictor
+from headcast.predictor.plots import feature_importance, predicted_vs_actual
+from headcast.predictor.registry import DEFAULT_STORE, REGISTERED_NAME, configure_tracking, crown
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, Schema
 
 
 def use_experiment(name: str) -> str:
@@ -264,9 +263,8 @@ def log_frontier(result, run_id: str) -> None:
 
     Through the client, not `start_run`: the run may belong to another experiment than the active one.
     """
+    from headcast.predictor.plots import frontier_plot
     from mlflow.entities import Metric
-
-    from predictor.plots import frontier_plot
 
     client, name = MlflowClient(), metric_key(result.protocol, sep="-")
     figure = frontier_plot(result.mae, f"held-out MAE vs answered items ({result.protocol})")

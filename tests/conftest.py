@@ -6,8 +6,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from headcast.experiments.modeling import TINY_SHAPES, save_tiny_checkpoint
 
-from experiments.modeling import TINY_SHAPES, save_tiny_checkpoint
 from tests.tiny_probes import WORDS, write_tiny_probe_set
 
 
@@ -49,7 +49,7 @@ ALL_SHAPES = list(TINY_SHAPES)
 @pytest.fixture(scope="session")
 def smoke_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke zoo (3 runs x 5 checkpoints, 8 items per benchmark), built once per session."""
-    from experiments.zoo import build
+    from headcast.experiments.zoo import build
 
     out = tmp_path_factory.mktemp("zoo") / "smoke"
     build("smoke", out, seed=0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from headcast.extract.ablate import ablated_accuracy
+from headcast.extract.errors import HeadcastError
+from headcast.extract.evaluate import evaluate_checkpoint, load_suite
+from headcast.extract.loading import load_checkpoint
 
-from extract.ablate import ablated_accuracy
-from extract.errors import HeadcastError
-from extract.evaluate import evaluate_checkpoint, load_suite
-from extract.loading import load_checkpoint
 from headcast.cli import build_parser
 
 
@@ -61,7 +61,7 @@ def test_unablated_accuracy_is_the_evaluators_score(model, tiny_probes):
 
 
 def test_removing_every_head_changes_the_answers(model, tiny_probes, monkeypatch):
-    import extract.evaluate as module  # where generation happens
+    import headcast.extract.evaluate as module  # where generation happens
 
     answers: list[list[str]] = []
     generate = module.answer_items

@@ -6,14 +6,13 @@ import copy
 
 import pytest
 import torch
-
-from extract.ablation import HeadAblation, head_output_means, parse_heads, random_heads
-from extract.errors import HeadcastError
-from extract.inputs import encode_batch
-from extract.loading import load_checkpoint
-from extract.probes import read_probes
-from extract.recording import hook_head_outputs
-from extract.runner import model_inputs
+from headcast.extract.ablation import HeadAblation, head_output_means, parse_heads, random_heads
+from headcast.extract.errors import HeadcastError
+from headcast.extract.inputs import encode_batch
+from headcast.extract.loading import load_checkpoint
+from headcast.extract.probes import read_probes
+from headcast.extract.recording import hook_head_outputs
+from headcast.extract.runner import model_inputs
 
 
 @pytest.fixture(scope="module")

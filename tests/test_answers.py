@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-import extract.pipeline
-from experiments.modeling import build_tokenizer
-from extract.answers import gold_token_ids
-from extract.features import (
+from headcast.experiments.modeling import build_tokenizer
+from headcast.extract import pipeline
+from headcast.extract.answers import gold_token_ids
+from headcast.extract.features import (
     CONFIDENCE_PREFIX,
     VisualHeadThresholds,
     confidence_feature_columns,
@@ -22,11 +21,12 @@ from extract.features import (
     feature_row,
     head_feature_columns,
 )
-from extract.loading import load_checkpoint
-from extract.pipeline import ExtractionSettings, extract_head_metrics, features_table, measure_heads
-from extract.probes import Probe, read_probes
-from extract.prompts import build_prompt
-from extract.storage import MetricsCache
+from headcast.extract.loading import load_checkpoint
+from headcast.extract.pipeline import ExtractionSettings, extract_head_metrics, features_table, measure_heads
+from headcast.extract.probes import Probe, read_probes
+from headcast.extract.prompts import build_prompt
+from headcast.extract.storage import MetricsCache
+
 from tests.tiny_probes import WORDS
 
 
@@ -129,7 +129,7 @@ def test_a_second_extraction_hits_the_cache_with_identical_answers(
     def no_loading(*_, **__):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(extract.pipeline, "load_checkpoint", no_loading)
+    monkeypatch.setattr(pipeline, "load_checkpoint", no_loading)
     second = extract_head_metrics(folder, probes, settings, cache=cache, progress=False)
     pd.testing.assert_frame_equal(first.answers, second.answers)
     np.testing.assert_array_equal(first.samples, second.samples)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 def test_parsing_the_command_line_and_importing_the_predictor_load_no_torch():
     code = (
-        "import sys, headcast.cli, predictor.service, predictor.tracking, extract.features;"
+        "import sys, headcast.cli, headcast.predictor.service, headcast.predictor.tracking,"
+        " headcast.extract.features;"
         "headcast.cli.build_parser();"
         "sys.exit(('torch' in sys.modules) or ('transformers' in sys.modules))"
     )
@@ -19,10 +20,11 @@ def test_parsing_the_command_line_and_importing_the_predictor_load_no_torch():
 
 CLI_MODULES = {
     "headcast.cli",
-    "predictor.cli",
-    "extract.cli",
-    "predictor.service.cli",
-    "predictor.report.cli",
+    "headcast.predictor.cli",
+    "headcast.extract.cli",
+    "headcast.experiments.cli",
+    "headcast.predictor.service.cli",
+    "headcast.predictor.report.cli",
 }
 ENTRY_POINTS = {"headcast/cli.py", "headcast/__main__.py"}  # what may wire the command-line modules together
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import mlflow
 import pytest
 import torch
+from headcast.experiments import train
+from headcast.experiments.benchmarks import write_probes
+from headcast.experiments.modeling import build_model, build_processor
+from headcast.experiments.scenes import make_mixture
+from headcast.experiments.zoo import load_config
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.callback import HeadcastCallback, log_predicted_scores
+from headcast.predictor.tracking import configure_tracking
 from mlflow.tracking import MlflowClient
 from transformers import Trainer, TrainingArguments
 
-from experiments import train
-from experiments.benchmarks import write_probes
-from experiments.modeling import build_model, build_processor
-from experiments.scenes import make_mixture
-from experiments.zoo import load_config
-from extract.errors import HeadcastError
-from predictor.callback import HeadcastCallback, log_predicted_scores
-from predictor.tracking import configure_tracking
 from tests.test_service import champion_store
 
 STEPS, EVERY = 6, 2

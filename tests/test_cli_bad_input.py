@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import read_features, write_features
+from headcast.extract.probes import Probe
 
-from extract.errors import HeadcastError
-from extract.features import read_features, write_features
-from extract.probes import Probe
 from headcast.cli import main
 from tests.predictor_data import synthetic_tables
 
@@ -417,8 +417,8 @@ def test_an_empty_answer_names_its_probe(capsys, tmp_path, tiny_checkpoint, tiny
 
 def test_an_answer_that_covers_no_token_is_refused_where_probes_skip_the_reader(tiny_checkpoint, tiny_probes):
     """Probes made in code (a training callback) do not pass the reader; answer-mean still refuses them."""
-    from extract.inputs import encode_batch
-    from extract.loading import load_checkpoint
+    from headcast.extract.inputs import encode_batch
+    from headcast.extract.loading import load_checkpoint
 
     item = json.loads(tiny_probes.read_text().splitlines()[0])
     probe = Probe(id="made", image=tiny_probes.parent / item["image"], question=item["question"], answer="")

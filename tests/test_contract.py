@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from headcast.extract.contract import ExtractionContract, table_contract
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import read_features, write_features
+from headcast.extract.probes import probe_set_hash, read_probes
+from headcast.predictor.tracking import configure_tracking
 from mlflow.tracking import MlflowClient
 
-from extract.contract import ExtractionContract, table_contract
-from extract.errors import HeadcastError
-from extract.features import read_features, write_features
-from extract.probes import probe_set_hash, read_probes
 from headcast.cli import main
-from predictor.tracking import configure_tracking
 from tests.test_service import wait_for
 from tests.tiny_probes import write_tiny_probe_set
 
@@ -199,7 +199,7 @@ def test_the_pyfunc_model_refuses_rows_of_another_contract(in_store, capsys):
 @pytest.fixture
 def service(in_store, tmp_path_factory):
     """The app on the fitted model; roots hold the zoo links and what they point at."""
-    from predictor.service import create_app
+    from headcast.predictor.service import create_app
 
     with TestClient(create_app(roots=[tmp_path_factory.getbasetemp()]), raise_server_exceptions=False) as c:
         yield c
@@ -248,9 +248,9 @@ def test_the_service_refuses_rows_and_jobs_of_another_contract(
 def test_the_callback_measures_under_the_contract_and_refuses_another(
     in_store, capsys, tiny_probes, other_probes
 ):
-    from extract import load_checkpoint
-    from predictor.callback import HeadcastCallback, log_predicted_scores
-    from predictor.tracking import use_experiment
+    from headcast.extract import load_checkpoint
+    from headcast.predictor.callback import HeadcastCallback, log_predicted_scores
+    from headcast.predictor.tracking import use_experiment
 
     _, checkpoints = in_store
     probes = tiny_probes

@@ -7,14 +7,19 @@ import json
 
 import pytest
 import torch
-
-from experiments.modeling import ModelSpec, build_model, build_processor, build_tokenizer, save_checkpoint
-from experiments.scenes import Scene, SceneObject
-from extract import HeadcastError
-from extract.answers import first_number, first_word, is_correct
-from extract.cli import add_evaluate_parser
-from extract.evaluate import evaluate
-from predictor.scores import read_scores
+from headcast.experiments.modeling import (
+    ModelSpec,
+    build_model,
+    build_processor,
+    build_tokenizer,
+    save_checkpoint,
+)
+from headcast.experiments.scenes import Scene, SceneObject
+from headcast.extract import HeadcastError
+from headcast.extract.answers import first_number, first_word, is_correct
+from headcast.extract.cli import add_evaluate_parser
+from headcast.extract.evaluate import evaluate
+from headcast.predictor.scores import read_scores
 
 
 def test_numbers_match_the_first_number_in_digits_or_words():

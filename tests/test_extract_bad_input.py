@@ -8,11 +8,17 @@ import shutil
 
 import pytest
 import torch
+from headcast.experiments.modeling import (
+    PAPER_SHAPES,
+    build_model,
+    build_processor,
+    build_tokenizer,
+    save_checkpoint,
+)
+from headcast.extract.loading import load_checkpoint
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from experiments.modeling import PAPER_SHAPES, build_model, build_processor, build_tokenizer, save_checkpoint
-from extract.loading import load_checkpoint
 from headcast.cli import main
 from tests.tiny_probes import WORDS
 

@@ -7,16 +7,16 @@ import sys
 
 import pandas as pd
 import pytest
-
-import extract.pipeline
-from extract.features import (
+from headcast.extract import pipeline
+from headcast.extract.features import (
     FEATURE_SCHEMA_VERSION,
     confidence_feature_columns,
     feature_columns,
     head_feature_columns,
     read_features,
 )
-from extract.pipeline import ANSWER_COLUMNS
+from headcast.extract.pipeline import ANSWER_COLUMNS
+
 from headcast.cli import main
 from tests.conftest import ALL_SHAPES
 
@@ -79,7 +79,7 @@ def test_a_second_run_is_served_from_the_cache_without_loading_a_model(
     def no_loading(*_, **__):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(extract.pipeline, "load_checkpoint", no_loading)
+    monkeypatch.setattr(pipeline, "load_checkpoint", no_loading)
     assert main([*args, "--out", str(tmp_path / "b.parquet"), "--query", "answer-mean"]) == 0
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
@@ -95,7 +95,7 @@ def test_an_interrupted_run_writes_nothing_and_resumes_with_the_finished_checkpo
     folders = [str(tiny_checkpoint("vip-llava-7b")), str(tiny_checkpoint("llava-1.5-phi3-mini"))]
     out = tmp_path / "features.parquet"
     measured = []
-    real_measure = extract.pipeline.measure_heads
+    real_measure = pipeline.measure_heads
 
     def interrupted_on_second(checkpoint, *args, **kwargs):
         measured.append(checkpoint.path)
@@ -103,7 +103,7 @@ def test_an_interrupted_run_writes_nothing_and_resumes_with_the_finished_checkpo
             raise KeyboardInterrupt
         return real_measure(checkpoint, *args, **kwargs)
 
-    monkeypatch.setattr(extract.pipeline, "measure_heads", interrupted_on_second)
+    monkeypatch.setattr(pipeline, "measure_heads", interrupted_on_second)
     args = [
         "extract",
         *folders,

@@ -6,10 +6,10 @@ import json
 
 import mlflow
 import pytest
+from headcast.extract.features import FEATURE_SCHEMA_VERSION, read_features, write_features
+from headcast.predictor import tracking
 from mlflow.tracking import MlflowClient
 
-import predictor.tracking
-from extract.features import FEATURE_SCHEMA_VERSION, read_features, write_features
 from headcast.cli import main
 from tests.predictor_data import synthetic_tables
 
@@ -30,7 +30,7 @@ def tables(tmp_path, monkeypatch):
 
 
 def runs(experiment: str = "headcast"):
-    predictor.tracking.configure_tracking()
+    tracking.configure_tracking()
     experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
     return mlflow.search_runs([experiment_id], output_format="list")
 
@@ -75,13 +75,13 @@ def test_bad_input_creates_no_run_and_a_failed_fit_ends_failed(tables, capsys, m
     features, scores = tables
     assert main(["fit", "--features", str(features), "--scores", str(scores), "--benchmarks", "mmbench"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
-    predictor.tracking.configure_tracking()
+    tracking.configure_tracking()
     assert mlflow.get_experiment_by_name("headcast") is None
 
     def broken(*_, **__):
         raise RuntimeError("estimator blew up")
 
-    monkeypatch.setattr(predictor.tracking, "held_out_predictions", broken)
+    monkeypatch.setattr(tracking, "held_out_predictions", broken)
     with pytest.raises(RuntimeError, match="blew up"):
         main(["fit", "--features", str(features), "--scores", str(scores), "--estimators", "ridge"])
     assert {run.info.status for run in runs()} == {"FAILED"}

@@ -8,8 +8,8 @@ import json
 
 import pandas as pd
 import pytest
+from headcast.extract.features import read_features, write_features
 
-from extract.features import read_features, write_features
 from headcast.cli import main
 
 
@@ -96,8 +96,8 @@ def test_anchor_answers_of_the_wrong_type_or_without_answers_are_refused(in_fitt
 
 
 def test_one_prefill_gives_the_evaluators_answers_on_single_token_items(smoke_zoo):
-    from extract.pipeline import ExtractionSettings, answers_table, extract_features
-    from extract.probes import read_probes
+    from headcast.extract.pipeline import ExtractionSettings, answers_table, extract_features
+    from headcast.extract.probes import read_probes
 
     checkpoint = sorted((smoke_zoo / "checkpoints").glob("*/*/config.json"))[-1].parent
     name = checkpoint.relative_to(smoke_zoo / "checkpoints").as_posix()
@@ -113,10 +113,9 @@ def test_one_prefill_gives_the_evaluators_answers_on_single_token_items(smoke_zo
 
 def test_the_training_callback_answers_the_anchors_and_logs_what_predict_prints(in_fitted_folder, capsys):
     import mlflow
-
-    from extract import load_checkpoint
-    from predictor.callback import log_predicted_scores
-    from predictor.tracking import configure_tracking, use_experiment
+    from headcast.extract import load_checkpoint
+    from headcast.predictor.callback import log_predicted_scores
+    from headcast.predictor.tracking import configure_tracking, use_experiment
 
     checkpoints, probes, anchors, _ = in_fitted_folder
     assert (
@@ -133,8 +132,8 @@ def test_the_training_callback_answers_the_anchors_and_logs_what_predict_prints(
 
 def test_a_service_job_with_anchors_gets_the_anchored_estimate(in_fitted_folder, smoke_zoo):
     from fastapi.testclient import TestClient
+    from headcast.predictor.service import create_app
 
-    from predictor.service import create_app
     from tests.test_service import wait_for
 
     checkpoints, probes, anchors, _ = in_fitted_folder

@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from headcast.extract.inputs import _region_tokens, encode_batch
+from headcast.extract.loading import IMAGE_LAYOUTS, load_checkpoint
+from headcast.extract.probes import read_probes
 from PIL import Image
-
-from extract.inputs import _region_tokens, encode_batch
-from extract.loading import IMAGE_LAYOUTS, load_checkpoint
-from extract.probes import read_probes
 
 
 def probe_file(tmp_path, size, box, question="how many red squares are there ?"):

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from extract.errors import HeadcastError
-from extract.evaluate import items_path, scores_of, write_items, write_scores
-from predictor.scores import ITEM_COLUMNS, check_items_match_scores, read_items, read_scores
+from headcast.extract.errors import HeadcastError
+from headcast.extract.evaluate import items_path, scores_of, write_items, write_scores
+from headcast.predictor.scores import ITEM_COLUMNS, check_items_match_scores, read_items, read_scores
 
 LMMS_EVAL = Path(__file__).parent / "data" / "lmms-eval"  # real lmms-eval 0.7.3 output, see its README
 ROWS = [

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from extract.errors import HeadcastError
-from predictor.checkpoints import match_checkpoints, rename_checkpoints
-from predictor.scores import read_items, read_scores
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.checkpoints import match_checkpoints, rename_checkpoints
+from headcast.predictor.scores import read_items, read_scores
 
 LMMS_EVAL = Path(__file__).parent / "data" / "lmms-eval"  # real lmms-eval 0.7.3 output, see its README
 ZOO_SCORES = {  # the small zoo's own scores of two checkpoints (64 items per benchmark when it was run)

@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from extract.features import (
+from headcast.extract.features import (
     METRICS,
     VisualHeadThresholds,
     depth_bins,
@@ -16,7 +15,7 @@ from extract.features import (
     feature_row,
     head_means,
 )
-from extract.metrics import reduce_rows
+from headcast.extract.metrics import reduce_rows
 
 
 def masks(n_keys, visual, region, text):
@@ -72,7 +71,7 @@ def test_region_features_are_missing_not_zero_when_no_probe_has_a_box():
 def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_behind_on_failure(tmp_path):
     import os
 
-    from extract.storage import atomic_output
+    from headcast.extract.storage import atomic_output
 
     with atomic_output(tmp_path / "a.txt") as tmp:
         tmp.write_text("ok")
@@ -86,7 +85,7 @@ def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_behind_on_fail
 
 
 def test_the_fingerprint_follows_the_processor_and_weights_but_not_a_readme(tmp_path):
-    from extract.storage import checkpoint_fingerprint
+    from headcast.extract.storage import checkpoint_fingerprint
 
     for name, text in {
         "config.json": "{}",

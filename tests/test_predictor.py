@@ -7,12 +7,23 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.dataset import build_dataset, run_of, step_of
+from headcast.predictor.evaluation import (
+    held_out_predictions,
+    run_folds,
+    score_predictions,
+    subset_baseline_mae,
+)
+from headcast.predictor.models import (
+    ESTIMATORS,
+    HeadcastPredictor,
+    ShrunkToMean,
+    clearly_better,
+    make_regressor,
+)
+from headcast.predictor.scores import read_scores
 
-from extract.errors import HeadcastError
-from predictor.dataset import build_dataset, run_of, step_of
-from predictor.evaluation import held_out_predictions, run_folds, score_predictions, subset_baseline_mae
-from predictor.models import ESTIMATORS, HeadcastPredictor, ShrunkToMean, clearly_better, make_regressor
-from predictor.scores import read_scores
 from tests.predictor_data import synthetic_tables
 
 

@@ -10,14 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
+from headcast.extract.errors import HeadcastError
+from headcast.extract.loading import read_config
+from headcast.extract.probes import read_probes
+from headcast.predictor.scores import read_items, read_scores
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from extract.errors import HeadcastError
-from extract.loading import read_config
-from extract.probes import read_probes
-from predictor.scores import read_items, read_scores
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 JSON = st.recursive(

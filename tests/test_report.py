@@ -10,12 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
-
-from experiments.zoo import build
-from extract.errors import HeadcastError
-from headcast.cli import build_parser
-from predictor.report import (
+from headcast.experiments.zoo import build
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.report import (
     THIRDS,
     ReportSettings,
     ablation_results,
@@ -25,7 +22,10 @@ from predictor.report import (
     read_zoo,
     settings_from_yaml,
 )
-from predictor.report.collect import ablation_means
+from headcast.predictor.report.collect import ablation_means
+from mlflow.tracking import MlflowClient
+
+from headcast.cli import build_parser
 
 
 def report(*argv: str) -> int:
@@ -97,7 +97,7 @@ def test_numbers_in_the_text_come_from_the_measured_tables(written):
 
 
 def test_figures_and_markdown_are_logged_to_one_mlflow_run(written):
-    from predictor.tracking import configure_tracking
+    from headcast.predictor.tracking import configure_tracking
 
     _, _, store = written
     patch = pytest.MonkeyPatch()
@@ -114,7 +114,7 @@ def test_figures_and_markdown_are_logged_to_one_mlflow_run(written):
 
 
 def test_mean_ablation_from_a_settings_file_replaces_heads_by_their_mean_over_the_zoo_probes(zoo, tmp_path):
-    from extract.loading import load_checkpoint
+    from headcast.extract.loading import load_checkpoint
 
     path = tmp_path / "report.yaml"
     path.write_text("mode: mean\nks: [1]\nseeds: 1\n")

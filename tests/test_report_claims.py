@@ -8,9 +8,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-
-from extract.errors import HeadcastError
-from predictor.report.claims import (
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.report.claims import (
     FAILS,
     FALLS,
     FLAT,
@@ -28,10 +27,10 @@ from predictor.report.claims import (
     claim_sparse,
     share_verdict,
 )
-from predictor.report.cli import add_report_parser, settings_from_args
-from predictor.report.measures import depth_profile
-from predictor.report.render import late_text, sparse_text, thresholds_text
-from predictor.report.settings import ReportSettings, settings_from_yaml
+from headcast.predictor.report.cli import add_report_parser, settings_from_args
+from headcast.predictor.report.measures import depth_profile
+from headcast.predictor.report.render import late_text, sparse_text, thresholds_text
+from headcast.predictor.report.settings import ReportSettings, settings_from_yaml
 
 S = ReportSettings()
 RUNS = ("a", "b", "c", "d")

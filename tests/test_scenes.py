@@ -9,9 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
-from experiments.benchmarks import write_probes, write_suite
-from experiments.scenes import (
+from headcast.experiments.benchmarks import write_probes, write_suite
+from headcast.experiments.scenes import (
     AUX_TASKS,
     BENCHMARKS,
     COLOURS,
@@ -25,7 +24,7 @@ from experiments.scenes import (
     make_mixture,
     vocabulary,
 )
-from extract import read_probes
+from headcast.extract import read_probes
 
 
 def _category(question: str) -> tuple[str, str]:
@@ -47,7 +46,7 @@ def test_the_vocabulary_is_the_same_in_every_process():
     trained weight) must not depend on it, or the same seed would train different zoos."""
     orders = {
         subprocess.run(
-            [sys.executable, "-c", "from experiments.scenes import vocabulary; print(vocabulary())"],
+            [sys.executable, "-c", "from headcast.experiments.scenes import vocabulary; print(vocabulary())"],
             env={**os.environ, "PYTHONHASHSEED": str(salt)},
             capture_output=True,
             text=True,

@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 import yaml
+from headcast.experiments.scenes import BENCHMARKS
+from headcast.experiments.train import even_steps
+from headcast.experiments.zoo import build, load_config, markdown_table
+from headcast.extract import HeadcastError, load_checkpoint, read_probes
 
-from experiments.scenes import BENCHMARKS
-from experiments.train import even_steps
-from experiments.zoo import build, load_config, markdown_table
-from extract import HeadcastError, load_checkpoint, read_probes
 from headcast.cli import build_parser
 
 

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from predictor.report.measures import ablation_summary, probe_curve_summary
-from predictor.report.settings import ReportSettings
-from predictor.report.tables import Findings
+from headcast.predictor.report.measures import ablation_summary, probe_curve_summary
+from headcast.predictor.report.settings import ReportSettings
+from headcast.predictor.report.tables import Findings
 
 HOLDS, FAILS, MIXED = "holds", "does not hold", "mixed"
 UNTESTABLE, NOT_MEASURED = "not testable here", "not measured"

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from extract.errors import HeadcastError
-from predictor.report.measures import correlations, depth_profile, head_sets, within_run_by_data
-from predictor.report.settings import ReportSettings
-from predictor.report.tables import Findings, Zoo
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.report.measures import correlations, depth_profile, head_sets, within_run_by_data
+from headcast.predictor.report.settings import ReportSettings
+from headcast.predictor.report.tables import Findings, Zoo
 
 
 def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | None:
@@ -25,8 +24,8 @@ def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | Non
     """
     if settings.mode != "mean":
         return None
-    from extract.ablation import head_output_means
-    from extract.probes import read_probes
+    from headcast.extract.ablation import head_output_means
+    from headcast.extract.probes import read_probes
 
     probes = read_probes(zoo.root / "probes" / "probes.jsonl")
     return head_output_means(checkpoint, probes, settings.batch_size)
@@ -36,11 +35,10 @@ def ablation_results(
     zoo: Zoo, per_head: pd.DataFrame, settings: ReportSettings, progress: bool = True
 ) -> pd.DataFrame:
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
+    from headcast.extract.ablate import ablated_accuracy, model_shape
+    from headcast.extract.evaluate import load_suite
+    from headcast.extract.loading import load_checkpoint
     from tqdm.auto import tqdm
-
-    from extract.ablate import ablated_accuracy, model_shape
-    from extract.evaluate import load_suite
-    from extract.loading import load_checkpoint
 
     suite = load_suite(zoo.root / "benchmarks")
     rows = []
@@ -76,9 +74,9 @@ def ablation_results(
 
 def probe_pool(zoo: Zoo, size: int) -> tuple[Path, str]:
     """A probe set of at least `size` items: the zoo's own, else a larger one written on other images."""
-    from experiments.benchmarks import write_probes
-    from extract.probes import read_probes
-    from extract.storage import cache_root
+    from headcast.experiments.benchmarks import write_probes
+    from headcast.extract.probes import read_probes
+    from headcast.extract.storage import cache_root
 
     own = zoo.root / "probes" / "probes.jsonl"
     if len(read_probes(own)) >= size:
@@ -102,11 +100,16 @@ def probe_size_curve(
     subset are the features of its samples: one extraction on the largest set serves every size.
     Returns (MAE per size, draw and benchmark; mean-score baseline MAE per benchmark; probe source).
     """
-    from extract.features import FEATURE_SCHEMA_VERSION, feature_row
-    from extract.pipeline import ExtractionSettings, extract_features
-    from extract.probes import read_probes
-    from predictor.dataset import MIN_GROUPS, build_dataset
-    from predictor.evaluation import held_out_predictions, mean_baseline, run_folds, score_predictions
+    from headcast.extract.features import FEATURE_SCHEMA_VERSION, feature_row
+    from headcast.extract.pipeline import ExtractionSettings, extract_features
+    from headcast.extract.probes import read_probes
+    from headcast.predictor.dataset import MIN_GROUPS, build_dataset
+    from headcast.predictor.evaluation import (
+        held_out_predictions,
+        mean_baseline,
+        run_folds,
+        score_predictions,
+    )
 
     runs = len(zoo.finals())
     if runs < MIN_GROUPS:
@@ -139,8 +142,8 @@ def probe_size_curve(
 
 def measure(zoo: Zoo, settings: ReportSettings, progress: bool = True) -> tuple[Findings, pd.DataFrame]:
     """Run every measurement of the report; returns the findings and the checkpoints' feature table."""
-    from extract.pipeline import ExtractionSettings, extract_features, per_head_tables
-    from extract.probes import read_probes
+    from headcast.extract.pipeline import ExtractionSettings, extract_features, per_head_tables
+    from headcast.extract.probes import read_probes
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from predictor.report.measures import CORRELATED, THIRDS, probe_curve_summary
+from headcast.predictor.report.measures import CORRELATED, THIRDS, probe_curve_summary
 
 COLOURS = (
     "tab:blue",
@@ -73,7 +72,7 @@ def depth_figures(profile: pd.DataFrame, finals: dict[str, str]) -> dict:
 
 def correlation_figure(corr: pd.DataFrame, features: pd.DataFrame, wide: pd.DataFrame) -> dict:
     """Spearman heatmap (metric x benchmark) and concentration against mean accuracy, coloured by run."""
-    from predictor.dataset import run_of
+    from headcast.predictor.dataset import run_of
 
     plt = _figures()
     grid = corr.pivot(index="metric", columns="benchmark", values="rho")

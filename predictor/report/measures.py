@@ -9,8 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-
-from predictor.report.settings import ReportSettings
+from headcast.predictor.report.settings import ReportSettings
 
 THIRDS = ("early", "middle", "late")
 Head = tuple[int, int]
@@ -33,8 +32,8 @@ CORRELATED = {
 
 def depth_profile(per_head: pd.DataFrame, visual_rate: float) -> pd.DataFrame:
     """Per checkpoint and relative-depth third: heads, visual heads, fraction, share of all visual."""
-    from extract.features import depth_bins
-    from predictor.dataset import run_of, step_of
+    from headcast.extract.features import depth_bins
+    from headcast.predictor.dataset import run_of, step_of
 
     rows = []
     for checkpoint, table in per_head.groupby("checkpoint", sort=False):
@@ -78,8 +77,8 @@ def _spearman(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 
 def correlations(features: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
     """Spearman (pooled over checkpoints, with p) and mean within-run Spearman, per metric and benchmark."""
-    from predictor.dataset import run_of
-    from predictor.evaluation import within_run_spearman
+    from headcast.predictor.dataset import run_of
+    from headcast.predictor.evaluation import within_run_spearman
 
     scores = wide.assign(mean=wide.mean(axis=1))
     features = features.set_index("checkpoint").loc[scores.index]
@@ -106,7 +105,7 @@ def correlations(features: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
 def within_run_by_data(features: pd.DataFrame, wide: pd.DataFrame, data: Mapping[str, float]) -> pd.DataFrame:
     """Per run: its instruction data size and the within-run Spearman of visual mass / concentration
     with mean accuracy (the paper: more visual attention helps only with enough training data)."""
-    from predictor.dataset import run_of
+    from headcast.predictor.dataset import run_of
 
     mean = wide.mean(axis=1)
     features = features.set_index("checkpoint")
@@ -138,7 +137,7 @@ def head_sets(per_head: pd.DataFrame, settings: ReportSettings) -> list[dict]:
     layers (other heads where the layer has them): removing early heads hurts far more than late
     ones, so only the second control separates "visual" from "where it sits".
     """
-    from extract.ablation import random_heads
+    from headcast.extract.ablation import random_heads
 
     n_layers, n_heads = int(per_head["layer"].max()) + 1, int(per_head["head"].max()) + 1
     everything = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from predictor.report.claims import Claim, judge
-from predictor.report.measures import THIRDS, ablation_summary
-from predictor.report.settings import ReportSettings
-from predictor.report.tables import Findings
+from headcast.predictor.report.claims import Claim, judge
+from headcast.predictor.report.measures import THIRDS, ablation_summary
+from headcast.predictor.report.settings import ReportSettings
+from headcast.predictor.report.tables import Findings
 
 
 def _f(value: float | None, digits: int = 1, signed: bool = False) -> str:
@@ -170,8 +169,8 @@ def _scale_text(f: Findings) -> str:
 
 def render(f: Findings, figure_dir: str) -> str:
     """The report's Markdown; `figure_dir` is the figures' folder relative to the Markdown file."""
-    from experiments.scenes import CHANCE
-    from experiments.zoo import markdown_table
+    from headcast.experiments.scenes import CHANCE
+    from headcast.experiments.zoo import markdown_table
 
     s = f.settings
     fig = (lambda name: f"{figure_dir}/{name}") if figure_dir not in ("", ".") else (lambda name: name)

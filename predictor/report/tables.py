@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from extract.errors import HeadcastError
-from predictor.report.settings import ReportSettings
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.report.settings import ReportSettings
 
 
 @dataclasses.dataclass
@@ -33,7 +32,7 @@ class Zoo:
 
     def finals(self) -> dict[str, str]:
         """Run -> name of its last checkpoint."""
-        from predictor.dataset import last_checkpoints
+        from headcast.predictor.dataset import last_checkpoints
 
         return last_checkpoints(self.names)
 
@@ -52,8 +51,8 @@ class Zoo:
 
 def read_zoo(root: str | Path) -> Zoo:
     """Checkpoints, scores and stamp of a zoo folder; errors name the command that makes what is missing."""
-    from experiments.zoo import checkpoint_dirs
-    from predictor.scores import read_scores
+    from headcast.experiments.zoo import checkpoint_dirs
+    from headcast.predictor.scores import read_scores
 
     root = Path(root)
     for needed in ("scores.csv", "zoo.json", "probes/probes.jsonl", "benchmarks"):

@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from predictor.report.measures import ablation_summary
-from predictor.report.tables import Findings
+from headcast.predictor.report.measures import ablation_summary
+from headcast.predictor.report.tables import Findings
 
 EXPERIMENT = "headcast-report"
 
@@ -18,8 +18,7 @@ def log_to_mlflow(
 ) -> str:
     """One run in `experiment`: the Markdown, figures and tables as artifacts, headline numbers as metrics."""
     import mlflow
-
-    from predictor.tracking import configure_tracking, metric_key, use_experiment
+    from headcast.predictor.tracking import configure_tracking, metric_key, use_experiment
 
     configure_tracking()
     summary = ablation_summary(findings.ablation)

@@ -6,13 +6,18 @@ import os
 import time
 from pathlib import Path
 
-from predictor.report.collect import measure
-from predictor.report.figures import ablation_figures, correlation_figure, depth_figures, probe_size_figure
-from predictor.report.measures import ablation_summary
-from predictor.report.render import render
-from predictor.report.settings import ReportSettings
-from predictor.report.tables import read_zoo
-from predictor.report.tracking import EXPERIMENT, log_to_mlflow
+from headcast.predictor.report.collect import measure
+from headcast.predictor.report.figures import (
+    ablation_figures,
+    correlation_figure,
+    depth_figures,
+    probe_size_figure,
+)
+from headcast.predictor.report.measures import ablation_summary
+from headcast.predictor.report.render import render
+from headcast.predictor.report.settings import ReportSettings
+from headcast.predictor.report.tables import read_zoo
+from headcast.predictor.report.tracking import EXPERIMENT, log_to_mlflow
 
 DEFAULTS = ReportSettings()
 
@@ -26,8 +31,8 @@ def write_report(
     progress: bool = True,
 ) -> Path:
     """Measure, draw, write `out/` (figures, CSVs) and the Markdown (default out/report.md); log to MLflow."""
-    from extract.plots import save_figure
-    from extract.storage import atomic_output
+    from headcast.extract.plots import save_figure
+    from headcast.extract.storage import atomic_output
 
     started = time.perf_counter()
     zoo = read_zoo(zoo_dir)

@@ -24,8 +24,8 @@ worker, so the service starts in seconds. One module per job, read in this order
     cli.py          `headcast serve`: options, binding the port, uvicorn
 """
 
-from predictor.service.app import create_app
-from predictor.service.errors import ServiceError
-from predictor.service.limits import Limits
+from headcast.predictor.service.app import create_app
+from headcast.predictor.service.errors import ServiceError
+from headcast.predictor.service.limits import Limits
 
 __all__ = ["Limits", "ServiceError", "create_app"]

@@ -16,18 +16,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-
-from extract.contract import check_probe_set, extraction_options
-from extract.errors import HeadcastError
-from predictor.registry import DEFAULT_MODEL
-from predictor.service.errors import ServiceError
-from predictor.service.jobs import JobQueue
-from predictor.service.limits import Limits
-from predictor.service.middleware import BodyLimit
-from predictor.service.model import ModelSlot
-from predictor.service.paths import job_paths
-from predictor.service.prediction import predict_table
-from predictor.service.schemas import JobRequest, PredictRequest, validation_message
+from headcast.extract.contract import check_probe_set, extraction_options
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.registry import DEFAULT_MODEL
+from headcast.predictor.service.errors import ServiceError
+from headcast.predictor.service.jobs import JobQueue
+from headcast.predictor.service.limits import Limits
+from headcast.predictor.service.middleware import BodyLimit
+from headcast.predictor.service.model import ModelSlot
+from headcast.predictor.service.paths import job_paths
+from headcast.predictor.service.prediction import predict_table
+from headcast.predictor.service.schemas import JobRequest, PredictRequest, validation_message
 
 log = logging.getLogger("headcast.serve")
 
@@ -112,7 +111,7 @@ def create_app(
         # a query, dtype or probe set the model was not fitted on is a 422 now, not a failed job later
         query, _, _ = extraction_options(model.contract, body.query, jobs.dtype)
         if model.contract is not None:
-            from extract.probes import probe_set_hash, read_probes
+            from headcast.extract.probes import probe_set_hash, read_probes
 
             where = f"probe file {body.probes[:200]!r}"
             check_probe_set(model.contract, probe_set_hash(read_probes(paths.probes)), where)

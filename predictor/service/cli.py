@@ -14,10 +14,11 @@ import logging
 import socket
 from pathlib import Path
 
-from extract.errors import HeadcastError
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.registry import DEFAULT_MODEL
+from headcast.predictor.service.limits import Limits
+
 from headcast.arguments import positive_int
-from predictor.registry import DEFAULT_MODEL
-from predictor.service.limits import Limits
 
 log = logging.getLogger("headcast.serve")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -110,8 +111,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
-
-    from predictor.service.app import create_app
+    from headcast.predictor.service.app import create_app
 
     roots = args.root or [Path.cwd()]
     missing = [str(r) for r in roots if not Path(r).is_dir()]

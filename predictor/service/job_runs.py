@@ -9,21 +9,20 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from predictor.metric_names import prediction_metrics
+from headcast.predictor.metric_names import prediction_metrics
 
 if TYPE_CHECKING:  # the queue imports this module; the types only name its records
-    from predictor.service.jobs import Job
-    from predictor.service.model import ServedModel
+    from headcast.predictor.service.jobs import Job
+    from headcast.predictor.service.model import ServedModel
 
 
 def log_job_run(job: Job, model: ServedModel | None, outcome: str, device: str, experiment: str) -> str:
     """Log `job` (done or failed) as a finished or failed run of `experiment`; returns the run id."""
     import mlflow  # noqa: F401  (configures the client's default store)
+    from headcast.predictor.registry import configure_tracking
+    from headcast.predictor.tracking import use_experiment
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
-
-    from predictor.registry import configure_tracking
-    from predictor.tracking import use_experiment
 
     configure_tracking()
     client = MlflowClient()

@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from extract.contract import CONTRACT_COLUMN, ExtractionContract, extraction_options
-from extract.errors import HeadcastError
-from extract.features import CONFIDENCE_PREFIX, FEATURE_SCHEMA_VERSION
-from predictor.service.errors import ServiceError, one_line
-from predictor.service.job_runs import log_job_run
-from predictor.service.limits import Limits
-from predictor.service.model import ModelSlot, ServedModel
-from predictor.service.prediction import predict_table
-from predictor.service.schemas import NON_FEATURES
+from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract, extraction_options
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import CONFIDENCE_PREFIX, FEATURE_SCHEMA_VERSION
+from headcast.predictor.service.errors import ServiceError, one_line
+from headcast.predictor.service.job_runs import log_job_run
+from headcast.predictor.service.limits import Limits
+from headcast.predictor.service.model import ModelSlot, ServedModel
+from headcast.predictor.service.prediction import predict_table
+from headcast.predictor.service.schemas import NON_FEATURES
 
 log = logging.getLogger("headcast.serve")
 
@@ -122,8 +122,8 @@ class JobQueue:
         job.status = job.stage = outcome  # last: a client that sees "done" also sees the run id
 
     def _extract_and_predict(self, job: Job, model: ServedModel) -> dict[str, Any]:
-        from extract.pipeline import ExtractionSettings, extract_head_metrics
-        from extract.probes import read_probes
+        from headcast.extract.pipeline import ExtractionSettings, extract_head_metrics
+        from headcast.extract.probes import read_probes
 
         probes = read_probes(job.probes)
         job.total, job.stage = len(probes), "measuring"
@@ -141,8 +141,8 @@ class JobQueue:
         features |= metrics.feature_row(thresholds)
         answers = {}
         if job.anchors is not None:  # one more small prefill: the answers on the anchor items
-            from predictor.anchors import read_anchor_probes
-            from predictor.hybrid import answer_row, unanswered_anchors
+            from headcast.predictor.anchors import read_anchor_probes
+            from headcast.predictor.hybrid import answer_row, unanswered_anchors
 
             anchors = read_anchor_probes(job.anchors)
             job.stage, job.done, job.total = "answering anchors", 0, len(anchors)

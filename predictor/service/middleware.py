@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from predictor.service.limits import Limits
+from headcast.predictor.service.limits import Limits
 
 Message = dict[str, Any]
 

@@ -10,8 +10,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from predictor.service.errors import ServiceError
-from predictor.service.schemas import JobRequest
+from headcast.predictor.service.errors import ServiceError
+from headcast.predictor.service.schemas import JobRequest
 
 
 def inside_roots(raw: str | Path, roots: Sequence[Path], what: str) -> Path:

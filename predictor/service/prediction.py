@@ -6,11 +6,10 @@ import functools
 from typing import Any
 
 import pandas as pd
-
-from extract.errors import HeadcastError
-from predictor.pyfunc import predict_rows, prediction_json
-from predictor.service.model import ServedModel
-from predictor.service.schemas import NON_FEATURES
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.pyfunc import predict_rows, prediction_json
+from headcast.predictor.service.model import ServedModel
+from headcast.predictor.service.schemas import NON_FEATURES
 
 
 @functools.cache
