@@ -38,6 +38,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import mlflow
+    from transformers import Trainer, TrainingArguments
+
+    from benchmarks.bench_service import synthetic_rows
     from headcast.experiments import train
     from headcast.experiments.benchmarks import write_probes
     from headcast.experiments.modeling import build_model, build_processor
@@ -46,9 +49,6 @@ def main() -> int:
     from headcast.predictor.callback import HeadcastCallback
     from headcast.predictor.dataset import build_dataset
     from headcast.predictor.models import HeadcastPredictor
-    from transformers import Trainer, TrainingArguments
-
-    from benchmarks.bench_service import synthetic_rows
 
     config = load_config(args.preset)
     spec, res = config.runs[0].spec, config.resolution

@@ -25,6 +25,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 
 import numpy as np
 import torch
+from PIL import Image
+
 from headcast.experiments.modeling import (
     ModelSpec,
     build_model,
@@ -36,7 +38,6 @@ from headcast.extract.inputs import encode_batch
 from headcast.extract.loading import load_checkpoint
 from headcast.extract.probes import Probe
 from headcast.extract.runner import model_inputs, record_batch
-from PIL import Image
 
 MODELS = {
     "llava-1.5 (576 tokens)": (

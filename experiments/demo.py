@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+
 from headcast.extract.features import write_features
 from headcast.extract.probes import read_probes
 from headcast.extract.storage import atomic_output
@@ -84,6 +85,8 @@ def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     import mlflow
+    from transformers.utils import logging
+
     from headcast.experiments.zoo import build, load_config
     from headcast.extract.evaluate import items_path
     from headcast.predictor.anchors import write_anchor_probes
@@ -94,7 +97,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from headcast.predictor.report import settings_from_config, write_report
     from headcast.predictor.scores import read_scores
     from headcast.predictor.tracking import fit_and_track, format_report, log_frontier
-    from transformers.utils import logging
 
     logging.disable_progress_bar()
     zoo = Path(args.zoo or Path("zoo") / args.preset)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from headcast.extract import HeadcastError
 
 PRESETS = ("smoke", "small", "full")

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
-from headcast.experiments.modeling import ModelSpec, build_model, build_processor, build_tokenizer
-from headcast.experiments.scenes import COLOURS, DESCRIBE, SHAPES, Item, vocabulary
-from headcast.extract import build_prompt
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerFast, ProcessorMixin
+
+from headcast.experiments.modeling import ModelSpec, build_model, build_processor, build_tokenizer
+from headcast.experiments.scenes import COLOURS, DESCRIBE, SHAPES, Item, vocabulary
+from headcast.extract import build_prompt
 
 Batch = dict[str, torch.Tensor]
 LM_PREFIXES = ("model.language_model.", "lm_head.")

@@ -112,6 +112,7 @@ def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1, jobs: i
 
 def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     import torch
+
     from headcast.experiments import train
     from headcast.experiments.benchmarks import write_probes, write_suite
     from headcast.experiments.scenes import make_mixture
@@ -207,6 +208,7 @@ def _training_tasks(config: ZooConfig) -> tuple[str, ...]:
 def _language_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
     """Pretrain (and cache) the language model of `run_name`'s LM shape."""
     import torch
+
     from headcast.experiments import train
     from headcast.experiments.scenes import make_mixture
 
@@ -261,6 +263,7 @@ def _training_sets(
 def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
     """Train one run from the cached vision and language weights, saving its checkpoints."""
     import torch
+
     from headcast.experiments import train
 
     torch.set_num_threads(threads)
@@ -321,6 +324,7 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
     """Score every checkpoint of one run not scored yet (cached per checkpoint, so scoring resumes)."""
     import pandas as pd
     import torch
+
     from headcast.extract.evaluate import evaluate_checkpoint, load_suite
 
     torch.set_num_threads(threads)

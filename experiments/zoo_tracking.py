@@ -46,11 +46,12 @@ def run_params(run_dir: Path) -> dict[str, str]:
 
 def log_training_runs(zoo: str | Path, experiment: str = ZOO_EXPERIMENT) -> dict[str, str]:
     """Log each of the zoo's training runs (not yet in `experiment`) as an MLflow run; name -> run id."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
     from headcast.predictor.registry import configure_tracking
     from headcast.predictor.scores import read_scores
     from headcast.predictor.tracking import use_experiment
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
 
     zoo = Path(zoo)
     scores = read_scores(zoo / "scores.csv")

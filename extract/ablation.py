@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import torch
+
 from headcast.extract.errors import HeadcastError
 from headcast.extract.inputs import encode_batch
 from headcast.extract.loading import Checkpoint

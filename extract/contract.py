@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+
 from headcast.extract.errors import HeadcastError
 from headcast.extract.features import (
     FEATURE_SCHEMA_VERSION,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
 from headcast.extract.errors import HeadcastError
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")

@@ -14,9 +14,10 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from headcast.extract import HeadcastError, Probe, build_prompt, read_probes
 from headcast.extract.answers import first_token_answers, is_correct
-from tqdm.auto import tqdm
 
 SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
 
@@ -175,6 +176,7 @@ def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
 def write_items(rows: Iterable[dict], out: str | Path) -> Path:
     """Write the per-item table as Parquet, atomically; read it back with `predictor.scores.read_items`."""
     import pandas as pd
+
     from headcast.extract.storage import atomic_output
     from headcast.predictor.scores import ITEM_COLUMNS
 

@@ -170,6 +170,7 @@ def write_features(table: pd.DataFrame, settings: dict[str, dict], path) -> None
 
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from headcast.extract.contract import CONTRACT_COLUMN
     from headcast.extract.storage import atomic_output
 
@@ -218,6 +219,7 @@ def read_features(path) -> tuple[pd.DataFrame, dict[str, dict]]:
 def _read_arrow(path: Path, what: str, fix: str):
     """The Parquet file at `path` as an Arrow table; a missing or unreadable one is a one-line error."""
     import pyarrow.parquet as pq
+
     from headcast.extract.errors import HeadcastError
 
     if not os.path.isfile(path):  # not Path.is_file: Python 3.11's raises on a name too long to exist

@@ -14,13 +14,14 @@ import sys
 from typing import Literal
 
 import torch
+from PIL import Image, ImageDraw
+from transformers import BatchFeature
+
 from headcast.extract.errors import HeadcastError
 from headcast.extract.features import QUERY_POSITIONS
 from headcast.extract.loading import IMAGE_LAYOUTS, Checkpoint, check_supported
 from headcast.extract.probes import Probe
 from headcast.extract.prompts import build_prompt
-from PIL import Image, ImageDraw
-from transformers import BatchFeature
 
 QueryPosition = Literal["last-prompt", "first-generated", "answer-mean"]
 

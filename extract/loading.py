@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 import transformers
-from headcast.extract.errors import HeadcastError
 from safetensors import SafetensorError, safe_open
 from transformers import AutoProcessor, PretrainedConfig, PreTrainedModel, ProcessorMixin
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -17,6 +16,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
     MODEL_MAPPING_NAMES,
 )
+
+from headcast.extract.errors import HeadcastError
 
 # The LLaVA family: image-text-to-text classes whose image tokens are the vision tower's patch tokens,
 # laid out either as one tile's grid or as AnyRes tiles packed by the model's own `pack_image_features`

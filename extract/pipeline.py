@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
+
 from headcast.extract.answers import first_token_answers
 from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract
 from headcast.extract.errors import HeadcastError
@@ -37,7 +39,6 @@ from headcast.extract.probes import Probe, probe_set_hash
 from headcast.extract.prompts import build_prompt
 from headcast.extract.runner import record_batch
 from headcast.extract.storage import MetricsCache, cache_key, checkpoint_fingerprint
-from tqdm.auto import tqdm
 
 ANSWER_COLUMNS = ("item", "task", "answer", "correct", "prob", "confidence")
 

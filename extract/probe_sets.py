@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
 from headcast.extract.dataset_sources import Source, open_source
 from headcast.extract.errors import HeadcastError
 from headcast.extract.probes import IMAGE_PLACEHOLDERS, read_probes
 from headcast.extract.storage import check_writable
-from PIL import Image
-from tqdm import tqdm
 
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 

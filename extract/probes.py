@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from headcast.extract.errors import HeadcastError
 from PIL import Image, UnidentifiedImageError
 from pydantic import (
     AfterValidator,
@@ -24,6 +23,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from headcast.extract.errors import HeadcastError
 
 
 def _finite(value: float) -> float:

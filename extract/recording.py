@@ -23,10 +23,11 @@ import dataclasses
 from collections.abc import Callable, Iterator
 
 import torch
-from headcast.extract.metrics import reduce_rows
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from headcast.extract.metrics import reduce_rows
 
 ATTENTION_NAME = "headcast"
 

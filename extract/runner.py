@@ -7,6 +7,7 @@ items, the model's answer. So answers cost no extra forward.
 from __future__ import annotations
 
 import torch
+
 from headcast.extract.errors import HeadcastError
 from headcast.extract.inputs import EncodedBatch, QueryPosition, position_ids
 from headcast.extract.loading import Checkpoint

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from headcast.extract.errors import HeadcastError, warn
 
 

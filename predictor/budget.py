@@ -17,11 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from headcast.extract.errors import HeadcastError
-from headcast.predictor.anchors import choose_anchors
-from headcast.predictor.dataset import Dataset
-from headcast.predictor.irt import IRT
-from headcast.predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
 from scipy.optimize import nnls
 from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
@@ -29,6 +24,12 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from headcast.extract.errors import HeadcastError
+from headcast.predictor.anchors import choose_anchors
+from headcast.predictor.dataset import Dataset
+from headcast.predictor.irt import IRT
+from headcast.predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
 
 ALPHAS = np.logspace(-2, 4, 13)
 # Without label-free features: the anchors' weighted accuracy (0/1 or the gold probability), IRT's

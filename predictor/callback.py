@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from headcast.extract.contract import (
     CONTRACT_COLUMN,
     ExtractionContract,
@@ -75,6 +76,7 @@ def _read_anchors(anchors: Any) -> list:
 def _measure(model, processor, probes: Sequence, query: str, batch_size: int):
     """Head metrics and per-probe answers of the model as it is now; its train/eval mode is kept."""
     import torch
+
     from headcast.extract.loading import Checkpoint
     from headcast.extract.pipeline import measure_heads
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.dataset import _names
 

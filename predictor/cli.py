@@ -209,6 +209,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
     import mlflow
+
     from headcast.predictor.anchors import write_anchor_probes
 
     anchors = mlflow.artifacts.load_dict(f"runs:/{run_id}/anchors.json")

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
 from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract, table_contract
 from headcast.extract.errors import HeadcastError
 from headcast.extract.features import FEATURE_SCHEMA_VERSION

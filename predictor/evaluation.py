@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from headcast.predictor.dataset import Dataset
-from headcast.predictor.models import HeadcastPredictor
 from scipy import stats
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
+from headcast.predictor.dataset import Dataset
+from headcast.predictor.models import HeadcastPredictor
 
 
 def run_folds(dataset: Dataset, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -13,11 +13,12 @@ from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
 from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
-from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator
 
 
 def answer_column(kind: str, benchmark: str, item: str) -> str:

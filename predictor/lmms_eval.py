@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.dataset import _names
 from headcast.predictor.scores import (

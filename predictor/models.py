@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from headcast.extract.features import confidence_feature_columns
 from lightgbm import LGBMRegressor
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.feature_selection import SelectKBest, f_regression
@@ -23,6 +22,8 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from headcast.extract.features import confidence_feature_columns
 
 REGRESSORS = ("ridge", "lightgbm", "knn")
 # `auto` picks, per benchmark, the training mean or a regressor shrunk toward it, with the lowest

@@ -8,7 +8,9 @@ from typing import Any
 
 import joblib
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
+
 from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract, fitted_contract
 from headcast.extract.errors import HeadcastError
 from headcast.extract.features import FEATURE_SCHEMA_VERSION
@@ -36,12 +38,24 @@ def predict_rows(predictor, rows: pd.DataFrame) -> pd.DataFrame:
             )
     check_contracts(predictor, rows)
     check_columns(predictor, rows.columns)
-    features = rows[predictor.feature_names_].apply(pd.to_numeric, errors="coerce")
-    answers = rows.reindex(columns=getattr(predictor, "answer_columns_", [])).apply(
-        pd.to_numeric, errors="coerce"
-    )
+    features = _numbers(rows[predictor.feature_names_], "feature")
+    answers = _numbers(rows.reindex(columns=getattr(predictor, "answer_columns_", [])), "answer")
     _check_answers(answers)
     return predictor.predict(pd.concat([features, answers], axis=1)).reset_index(drop=True)
+
+
+def _numbers(table: pd.DataFrame, what: str) -> pd.DataFrame:
+    """`table` as floats; text or an infinity is refused, not turned into NaN (NaN itself means missing)."""
+    numbers = table.apply(pd.to_numeric, errors="coerce").astype(float)
+    bad = (numbers.isna() & table.notna()) | numbers.isin([np.inf, -np.inf])
+    if bad.to_numpy().any():
+        row, column = next(zip(*bad.to_numpy().nonzero(), strict=True))
+        value = table.iat[row, column]
+        raise HeadcastError(
+            f"{what} column {table.columns[column]!r} of row {row} is {value!r}, not a finite number; "
+            "send the numbers 'headcast extract' wrote (null where a feature is undefined)"
+        )
+    return numbers
 
 
 def check_columns(predictor, columns: Sequence[str]) -> None:

@@ -1,6 +1,7 @@
 """MLflow models-from-code entry: logging this file avoids pickling the wrapper class."""
 
-from headcast.predictor.pyfunc import HeadcastModel
 from mlflow.models import set_model
+
+from headcast.predictor.pyfunc import HeadcastModel
 
 set_model(HeadcastModel())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.dataset import step_of
 from headcast.predictor.metric_names import prediction_metrics

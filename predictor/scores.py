@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.dataset import _names
 

@@ -20,6 +20,10 @@ import joblib
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, Schema
+
 from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract
 from headcast.extract.features import FEATURE_SCHEMA_VERSION
 from headcast.extract.plots import head_heatmap
@@ -40,9 +44,6 @@ from headcast.predictor.metric_names import metric_key
 from headcast.predictor.models import ESTIMATORS, HeadcastPredictor
 from headcast.predictor.plots import feature_importance, predicted_vs_actual
 from headcast.predictor.registry import DEFAULT_STORE, REGISTERED_NAME, configure_tracking, crown
-from mlflow.models import ModelSignature, infer_signature
-from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, DataType, Schema
 
 
 def use_experiment(name: str) -> str:
@@ -263,8 +264,9 @@ def log_frontier(result, run_id: str) -> None:
 
     Through the client, not `start_run`: the run may belong to another experiment than the active one.
     """
-    from headcast.predictor.plots import frontier_plot
     from mlflow.entities import Metric
+
+    from headcast.predictor.plots import frontier_plot
 
     client, name = MlflowClient(), metric_key(result.protocol, sep="-")
     figure = frontier_plot(result.mae, f"held-out MAE vs answered items ({result.protocol})")

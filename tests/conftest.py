@@ -6,8 +6,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from headcast.experiments.modeling import TINY_SHAPES, save_tiny_checkpoint
 
+from headcast.experiments.modeling import TINY_SHAPES, save_tiny_checkpoint
 from tests.tiny_probes import WORDS, write_tiny_probe_set
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from headcast.extract.features import FEATURE_SCHEMA_VERSION, feature_columns
 
 BENCHMARKS = {"count": 20.0, "pope": 50.0}  # benchmark -> chance level

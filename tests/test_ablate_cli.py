@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from headcast.cli import build_parser
 from headcast.extract.ablate import ablated_accuracy
 from headcast.extract.errors import HeadcastError
 from headcast.extract.evaluate import evaluate_checkpoint, load_suite
 from headcast.extract.loading import load_checkpoint
-
-from headcast.cli import build_parser
 
 
 def ablate(*argv: str) -> int:

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+
 from headcast.extract.ablation import HeadAblation, head_output_means, parse_heads, random_heads
 from headcast.extract.errors import HeadcastError
 from headcast.extract.inputs import encode_batch

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from headcast.experiments.modeling import build_tokenizer
 from headcast.extract import pipeline
 from headcast.extract.answers import gold_token_ids
@@ -26,7 +27,6 @@ from headcast.extract.pipeline import ExtractionSettings, extract_head_metrics, 
 from headcast.extract.probes import Probe, read_probes
 from headcast.extract.prompts import build_prompt
 from headcast.extract.storage import MetricsCache
-
 from tests.tiny_probes import WORDS
 
 

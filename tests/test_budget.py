@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
+
 from headcast.predictor.anchors import choose_anchors
 from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
 from headcast.predictor.irt import IRT
-from scipy import stats
 
 
 def responses(n_runs=12, per_run=5, n_items=300, seed=0, probabilities=True):

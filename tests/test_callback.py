@@ -5,6 +5,9 @@ from __future__ import annotations
 import mlflow
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
+from transformers import Trainer, TrainingArguments
+
 from headcast.experiments import train
 from headcast.experiments.benchmarks import write_probes
 from headcast.experiments.modeling import build_model, build_processor
@@ -13,9 +16,6 @@ from headcast.experiments.zoo import load_config
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.callback import HeadcastCallback, log_predicted_scores
 from headcast.predictor.tracking import configure_tracking
-from mlflow.tracking import MlflowClient
-from transformers import Trainer, TrainingArguments
-
 from tests.test_service import champion_store
 
 STEPS, EVERY = 6, 2

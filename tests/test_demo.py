@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from headcast.predictor.frontier import ESTIMATORS as FRONTIER_ESTIMATORS
-from headcast.predictor.tracking import configure_tracking
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
+from headcast.predictor.frontier import ESTIMATORS as FRONTIER_ESTIMATORS
+from headcast.predictor.tracking import configure_tracking
 
 
 def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_champion(

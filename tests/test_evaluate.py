@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+
 from headcast.experiments.modeling import (
     ModelSpec,
     build_model,

@@ -8,6 +8,10 @@ import shutil
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from headcast.cli import main
 from headcast.experiments.modeling import (
     PAPER_SHAPES,
     build_model,
@@ -16,10 +20,6 @@ from headcast.experiments.modeling import (
     save_checkpoint,
 )
 from headcast.extract.loading import load_checkpoint
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-
-from headcast.cli import main
 from tests.tiny_probes import WORDS
 
 

@@ -7,6 +7,8 @@ import sys
 
 import pandas as pd
 import pytest
+
+from headcast.cli import main
 from headcast.extract import pipeline
 from headcast.extract.features import (
     FEATURE_SCHEMA_VERSION,
@@ -16,8 +18,6 @@ from headcast.extract.features import (
     read_features,
 )
 from headcast.extract.pipeline import ANSWER_COLUMNS
-
-from headcast.cli import main
 from tests.conftest import ALL_SHAPES
 
 

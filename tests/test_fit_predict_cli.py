@@ -6,11 +6,14 @@ import json
 
 import mlflow
 import pytest
-from headcast.extract.features import FEATURE_SCHEMA_VERSION, read_features, write_features
-from headcast.predictor import tracking
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
+from headcast.extract.errors import HeadcastError
+from headcast.extract.features import FEATURE_SCHEMA_VERSION, read_features, write_features
+from headcast.predictor import tracking
+from headcast.predictor.pyfunc import predict_rows
+from headcast.predictor.registry import fitted_predictor
 from tests.predictor_data import synthetic_tables
 
 
@@ -107,3 +110,18 @@ def test_predict_from_a_checkpoint_folder_extracts_then_predicts(
     assert result["count"]["ood"] is True  # a random model's heads look nothing like the training rows
     assert main(["predict", folder]) == 2
     assert "needs --probes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["abc", float("inf")])
+def test_text_or_infinite_features_are_refused_not_read_as_missing(tables, value):
+    """The one prediction path (CLI, service, callback): MLflow's pyfunc adds its own type check on top."""
+    features, scores = tables
+    assert main(["fit", "--features", str(features), "--scores", str(scores), "--estimators", "ridge"]) == 0
+    table, _ = read_features(features)
+    column = next(c for c in table.columns if c.startswith("all."))
+    rows = table.drop(columns=["checkpoint"]).head(2).astype({column: object})
+    rows.loc[rows.index[1], column] = value
+    model = mlflow.pyfunc.load_model("models:/headcast-predictor@champion")
+    with pytest.raises(HeadcastError, match=rf"feature column '{column}' of row 1 is .*not a finite number"):
+        predict_rows(fitted_predictor(model), rows)
+    assert len(predict_rows(fitted_predictor(model), rows.head(1))) == 1

@@ -8,9 +8,9 @@ import json
 
 import pandas as pd
 import pytest
-from headcast.extract.features import read_features, write_features
 
 from headcast.cli import main
+from headcast.extract.features import read_features, write_features
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,7 @@ def test_one_prefill_gives_the_evaluators_answers_on_single_token_items(smoke_zo
 
 def test_the_training_callback_answers_the_anchors_and_logs_what_predict_prints(in_fitted_folder, capsys):
     import mlflow
+
     from headcast.extract import load_checkpoint
     from headcast.predictor.callback import log_predicted_scores
     from headcast.predictor.tracking import configure_tracking, use_experiment
@@ -132,8 +133,8 @@ def test_the_training_callback_answers_the_anchors_and_logs_what_predict_prints(
 
 def test_a_service_job_with_anchors_gets_the_anchored_estimate(in_fitted_folder, smoke_zoo):
     from fastapi.testclient import TestClient
-    from headcast.predictor.service import create_app
 
+    from headcast.predictor.service import create_app
     from tests.test_service import wait_for
 
     checkpoints, probes, anchors, _ = in_fitted_folder

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from headcast.extract.inputs import _region_tokens, encode_batch
 from headcast.extract.loading import IMAGE_LAYOUTS, load_checkpoint
 from headcast.extract.probes import read_probes
-from PIL import Image
 
 
 def probe_file(tmp_path, size, box, question="how many red squares are there ?"):

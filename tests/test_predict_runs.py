@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import mlflow
 import pytest
-from headcast.predictor.registry import configure_tracking
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
+from headcast.predictor.registry import configure_tracking
 
 
 @pytest.fixture

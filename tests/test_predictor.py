@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.dataset import build_dataset, run_of, step_of
 from headcast.predictor.evaluation import (
@@ -23,7 +24,6 @@ from headcast.predictor.models import (
     make_regressor,
 )
 from headcast.predictor.scores import read_scores
-
 from tests.predictor_data import synthetic_tables
 
 

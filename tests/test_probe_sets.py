@@ -10,11 +10,11 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
+
+from headcast.cli import main
 from headcast.extract.errors import HeadcastError
 from headcast.extract.probe_sets import allocate, normalise_answer
 from headcast.extract.probes import read_probes
-
-from headcast.cli import main
 
 TASKS = ["count"] * 12 + ["colour"] * 6 + ["where"] * 2  # 20 rows, stratified 10 -> 6 / 3 / 1
 

@@ -10,13 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
 from headcast.extract.errors import HeadcastError
 from headcast.extract.loading import read_config
 from headcast.extract.probes import read_probes
 from headcast.predictor.scores import read_items, read_scores
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from PIL import Image
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 JSON = st.recursive(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from headcast.extract.inputs import encode_batch
 from headcast.extract.loading import load_checkpoint
 from headcast.extract.metrics import reduce_rows
 from headcast.extract.probes import read_probes
 from headcast.extract.recording import ATTENTION_NAME, Recorder, record
 from headcast.extract.runner import model_inputs, record_batch
-
 from tests.conftest import ALL_SHAPES
 
 QUERIES = ["last-prompt", "first-generated", "answer-mean"]

@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
+
+from headcast.cli import build_parser
 from headcast.experiments.zoo import build
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.report import (
@@ -23,9 +26,6 @@ from headcast.predictor.report import (
     settings_from_yaml,
 )
 from headcast.predictor.report.collect import ablation_means
-from mlflow.tracking import MlflowClient
-
-from headcast.cli import build_parser
 
 
 def report(*argv: str) -> int:

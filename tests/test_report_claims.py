@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.report.claims import (
     FAILS,

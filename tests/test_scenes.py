@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from headcast.experiments.benchmarks import write_probes, write_suite
 from headcast.experiments.scenes import (
     AUX_TASKS,

@@ -17,14 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from headcast.predictor.service import Limits, create_app
-from headcast.predictor.service.cli import limits_from
-from headcast.predictor.service.jobs import Job, JobQueue
-from headcast.predictor.service.model import ModelSlot, ServedModel
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from headcast.cli import build_parser, main
+from headcast.predictor.service import Limits, create_app
+from headcast.predictor.service.cli import limits_from
+from headcast.predictor.service.jobs import Job, JobQueue
+from headcast.predictor.service.model import ModelSlot, ServedModel
 from tests.test_service import REPO, champion_store, feature_row, free_port, wait_for
 
 

@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 import yaml
+
+from headcast.cli import build_parser
 from headcast.experiments.scenes import BENCHMARKS
 from headcast.experiments.train import even_steps
 from headcast.experiments.zoo import build, load_config, markdown_table
 from headcast.extract import HeadcastError, load_checkpoint, read_probes
-
-from headcast.cli import build_parser
 
 
 def _scores(path):

@@ -7,10 +7,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
+
 from headcast.experiments.zoo_tracking import TRAINING_RUN_TAG, log_training_runs
 from headcast.predictor.dataset import run_of, step_of
 from headcast.predictor.registry import configure_tracking
-from mlflow.tracking import MlflowClient
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from headcast.predictor.report.measures import ablation_summary, probe_curve_summary
 from headcast.predictor.report.settings import ReportSettings
 from headcast.predictor.report.tables import Findings

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.report.measures import correlations, depth_profile, head_sets, within_run_by_data
 from headcast.predictor.report.settings import ReportSettings
@@ -35,10 +36,11 @@ def ablation_results(
     zoo: Zoo, per_head: pd.DataFrame, settings: ReportSettings, progress: bool = True
 ) -> pd.DataFrame:
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
+    from tqdm.auto import tqdm
+
     from headcast.extract.ablate import ablated_accuracy, model_shape
     from headcast.extract.evaluate import load_suite
     from headcast.extract.loading import load_checkpoint
-    from tqdm.auto import tqdm
 
     suite = load_suite(zoo.root / "benchmarks")
     rows = []

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
 from headcast.predictor.report.settings import ReportSettings
 
 THIRDS = ("early", "middle", "late")

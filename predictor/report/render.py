@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from headcast.predictor.report.claims import Claim, judge
 from headcast.predictor.report.measures import THIRDS, ablation_summary
 from headcast.predictor.report.settings import ReportSettings

@@ -18,6 +18,7 @@ def log_to_mlflow(
 ) -> str:
     """One run in `experiment`: the Markdown, figures and tables as artifacts, headline numbers as metrics."""
     import mlflow
+
     from headcast.predictor.tracking import configure_tracking, metric_key, use_experiment
 
     configure_tracking()

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
 from headcast.extract.contract import check_probe_set, extraction_options
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL

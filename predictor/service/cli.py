@@ -14,11 +14,10 @@ import logging
 import socket
 from pathlib import Path
 
+from headcast.arguments import positive_int
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL
 from headcast.predictor.service.limits import Limits
-
-from headcast.arguments import positive_int
 
 log = logging.getLogger("headcast.serve")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -111,6 +110,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
+
     from headcast.predictor.service.app import create_app
 
     roots = args.root or [Path.cwd()]

@@ -19,10 +19,11 @@ if TYPE_CHECKING:  # the queue imports this module; the types only name its reco
 def log_job_run(job: Job, model: ServedModel | None, outcome: str, device: str, experiment: str) -> str:
     """Log `job` (done or failed) as a finished or failed run of `experiment`; returns the run id."""
     import mlflow  # noqa: F401  (configures the client's default store)
-    from headcast.predictor.registry import configure_tracking
-    from headcast.predictor.tracking import use_experiment
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
+
+    from headcast.predictor.registry import configure_tracking
+    from headcast.predictor.tracking import use_experiment
 
     configure_tracking()
     client = MlflowClient()

@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import pandas as pd
+
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.pyfunc import predict_rows, prediction_json
 from headcast.predictor.service.model import ServedModel

@@ -10,8 +10,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from headcast.extract.contract import CONTRACT_COLUMN
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from headcast.extract.contract import CONTRACT_COLUMN
 
 NON_FEATURES = {"checkpoint", "schema_version", CONTRACT_COLUMN}  # a feature table's non-feature columns
 Query = Literal["last-prompt", "first-generated", "answer-mean"]
