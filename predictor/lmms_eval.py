@@ -138,7 +138,7 @@ def _in_percent(table: pd.DataFrame) -> pd.DataFrame:
             table.loc[scores.index, "score"] = scores * 100
         elif not scores.between(0, 100).all():
             raise HeadcastError(
-                f"task {task!r} reports {metric} from {scores.min():g} to {scores.max():g}, not a fraction "
+                f"task {task!r} reports {metric!r} from {scores.min():g} to {scores.max():g}, not a fraction "
                 "or a percentage; headcast predicts percentages: leave this task out of the results folder"
             )
     return table

@@ -108,7 +108,7 @@ def test_the_scale_is_decided_per_metric_not_per_value(tmp_path):
     data["results"]["zoo_spatial"] = {"gpt_eval_score,none": 1500.0}
     reports[0].write_text(json.dumps(data))
     refuses(
-        r"task 'zoo_spatial' reports gpt_eval_score,none from 40 to 1500, not a fraction",
+        r"task 'zoo_spatial' reports 'gpt_eval_score,none' from 40 to 1500, not a fraction",
         read_scores,
         folder,
     )
