@@ -30,3 +30,14 @@ def fraction(text: str) -> float:
             f"{text} is not in [0, 1]; attention shares are fractions, give one from 0 to 1"
         )
     return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port a server can listen on (1 to 65535)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
+    return port

@@ -14,24 +14,13 @@ import logging
 import socket
 from pathlib import Path
 
-from headcast.arguments import positive_int
+from headcast.arguments import port_number, positive_int
 from headcast.extract.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL
 from headcast.predictor.service.limits import Limits
 
 log = logging.getLogger("headcast.serve")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port a server can listen on (1 to 65535)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
-    return port
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
