@@ -37,6 +37,9 @@ class ZooConfig:
     mixture: dict[str, int] = dataclasses.field(default_factory=dict)  # task -> weight in training data
     # What runs with `curriculum` steps train on first: {"items": n, "mixture": {task: weight}}.
     curriculum: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Tokens generated per benchmark item. The suite's answers are one word each, so 1 scores exactly
+    # what 4 do (exact match reads the first word) for a quarter of the decoding.
+    answer_tokens: int = 4
 
 
 def load_config(preset: str) -> ZooConfig:
@@ -112,4 +115,5 @@ def load_config(preset: str) -> ZooConfig:
         raw=raw,
         mixture=dict(raw.get("mixture") or {}),
         curriculum=curriculum,
+        answer_tokens=int(raw.get("answer_tokens", 4)),
     )

@@ -146,11 +146,12 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     todo = [r for r in config.runs if not (out / "checkpoints" / r.name / ".done").exists()]
     # One language model per LM shape, shared by the runs of that shape: pretrain them first.
     languages = {_lm_key(r.spec): r.name for r in todo if not _lm_file(out, r.spec).exists()}
-    unscored = sorted({p.parent.name for p in checkpoint_dirs(out) if not _items_file(out, p).exists()})
+    unscored = {p.parent.name for p in checkpoint_dirs(out) if not _items_file(out, p).exists()}
+    to_score = [r.name for r in config.runs if r.name in unscored or r in todo]  # the config's order
     stages = (
         ("language models", _language_job, list(languages.values())),
         ("runs", _run_job, [r.name for r in todo]),
-        ("evaluate", _evaluate_job, sorted(set(unscored) | {r.name for r in todo})),
+        ("evaluate", _evaluate_job, to_score),
     )
     for desc, job, names in stages:
         arguments = [(preset, out, seed, name, threads) for name in names]
@@ -333,13 +334,16 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
 
         logging.disable_progress_bar()
     t = time.perf_counter()
+    config = load_config(preset)
     suite, encoded = load_suite(out / "benchmarks"), {}
     for path in checkpoint_dirs(out):
         cached = _items_file(out, path)
         if path.parent.name != run_name or cached.exists():
             continue
         name = path.relative_to(out / "checkpoints").as_posix()
-        rows = evaluate_checkpoint(path, suite, device="cpu", batch_size=128, encoded=encoded)
+        rows = evaluate_checkpoint(
+            path, suite, device="cpu", batch_size=64, max_new_tokens=config.answer_tokens, encoded=encoded
+        )
         with atomic_output(cached) as tmp:
             pd.DataFrame([{"checkpoint": name} | row for row in rows]).to_parquet(tmp, index=False)
     return f"evaluate {run_name}", time.perf_counter() - t

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 from contextlib import nullcontext
 
-from headcast.extract.evaluate import suite_accuracy
+from headcast.extract.evaluate import encode_items, suite_accuracy
 from headcast.extract.probes import Probe
 
 Head = tuple[int, int]
@@ -27,10 +27,12 @@ def ablated_accuracy(
     means: dict | None = None,
     batch_size: int = 64,
     max_new_tokens: int = 4,
+    encoded: dict[str, list] | None = None,
 ) -> dict[str, float]:
     """Benchmark -> accuracy (percent) with `heads` removed for all of generation (prefill and decoding).
 
-    Scored exactly as `evaluate_checkpoint` scores, by the same function.
+    Scored exactly as `evaluate_checkpoint` scores, by the same function. `encoded`: the suite already
+    through the checkpoint's processor (`evaluate.encode_items` per benchmark), shared by many head sets.
     """
     from headcast.extract.ablation import HeadAblation
     from headcast.extract.recording import hook_head_outputs
@@ -41,7 +43,12 @@ def ablated_accuracy(
         else nullcontext()
     )
     with removal:
-        return suite_accuracy(checkpoint, suite, batch_size, max_new_tokens)
+        return suite_accuracy(checkpoint, suite, batch_size, max_new_tokens, encoded)
+
+
+def encoded_suite(checkpoint, suite: dict[str, Sequence[Probe]], batch_size: int = 64) -> dict[str, list]:
+    """The suite through the checkpoint's processor once, for scoring it under many head sets."""
+    return {name: encode_items(checkpoint.processor, probes, batch_size) for name, probes in suite.items()}
 
 
 def model_shape(checkpoint) -> tuple[int, int]:
@@ -104,9 +111,13 @@ def ablate_suite(
 
     _, n_heads = model_shape(checkpoint)
     controls = [random_heads(heads, n_heads, seed + i) for i in range(n_random)]
-    baseline = ablated_accuracy(checkpoint, suite, (), mode, means, batch_size)
-    ablated = ablated_accuracy(checkpoint, suite, heads, mode, means, batch_size)
-    random = [ablated_accuracy(checkpoint, suite, c, mode, means, batch_size) for c in controls]
+    encoded = encoded_suite(checkpoint, suite, batch_size)
+
+    def accuracy(head_set: Sequence[Head]) -> dict[str, float]:
+        return ablated_accuracy(checkpoint, suite, head_set, mode, means, batch_size, encoded=encoded)
+
+    baseline, ablated = accuracy(()), accuracy(heads)
+    random = [accuracy(c) for c in controls]
     return [
         AblationResult(
             benchmark=name,

@@ -141,12 +141,21 @@ def evaluate_checkpoint(
 
 
 def suite_accuracy(
-    checkpoint, suite: dict[str, Sequence[Probe]], batch_size: int = 64, max_new_tokens: int = 4
+    checkpoint,
+    suite: dict[str, Sequence[Probe]],
+    batch_size: int = 64,
+    max_new_tokens: int = 4,
+    encoded: dict[str, list] | None = None,
 ) -> dict[str, float]:
-    """Benchmark name -> greedy exact-match accuracy (percent) of a loaded checkpoint."""
+    """Benchmark name -> greedy exact-match accuracy (percent) of a loaded checkpoint.
+
+    `encoded`: benchmark -> its items through this checkpoint's processor (`encode_items`), for callers
+    that score one checkpoint many times (ablations).
+    """
     scores = {}
     for name, probes in suite.items():
-        rows = answer_items(checkpoint, probes, batch_size, max_new_tokens)
+        batches = (encoded or {}).get(name)
+        rows = answer_items(checkpoint, probes, batch_size, max_new_tokens, batches)
         scores[name] = 100.0 * sum(row["correct"] for row in rows) / len(probes)
     return scores
 

@@ -38,19 +38,22 @@ def ablation_results(
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
     from tqdm.auto import tqdm
 
-    from headcast.extract.ablate import ablated_accuracy, model_shape
+    from headcast.extract.ablate import ablated_accuracy, encoded_suite, model_shape
     from headcast.extract.evaluate import load_suite
     from headcast.extract.loading import load_checkpoint
 
     suite = load_suite(zoo.root / "benchmarks")
+    if settings.ablation_items:
+        suite = {name: items[: settings.ablation_items] for name, items in suite.items()}
     rows = []
     for run, final in tqdm(list(zoo.finals().items()), desc="ablate", unit="run", disable=not progress):
         checkpoint = load_checkpoint(zoo.folder(final), device="cpu")
         n_layers, n_heads = model_shape(checkpoint)
         means = ablation_means(checkpoint, zoo, settings)
+        encoded = encoded_suite(checkpoint, suite, settings.batch_size)
         for entry in head_sets(per_head[per_head["checkpoint"] == final], settings):
             accuracy = ablated_accuracy(
-                checkpoint, suite, entry["heads"], settings.mode, means, settings.batch_size
+                checkpoint, suite, entry["heads"], settings.mode, means, settings.batch_size, encoded=encoded
             )
             for benchmark, value in accuracy.items():
                 rows.append(

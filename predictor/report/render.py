@@ -153,7 +153,8 @@ def thresholds_text(s: ReportSettings) -> str:
 
 def _mode_text(s: ReportSettings) -> str:
     what = "set to zero" if s.mode == "zero" else "replaced by its mean output over the zoo's probes"
-    return f"`{s.mode}` mode: each removed head's output is {what}"
+    scored = f"the first {s.ablation_items} items of each benchmark" if s.ablation_items else "every item"
+    return f"`{s.mode}` mode: each removed head's output is {what}; accuracy is scored on {scored}"
 
 
 def _scale_text(f: Findings) -> str:

@@ -27,6 +27,7 @@ class ReportSettings:
     estimator: str = "ridge"
     mode: str = "zero"  # ablation: zero the head's output, or replace it by its mean over the zoo's probes
     batch_size: int = 64
+    ablation_items: int = 0  # items per benchmark scored under each ablation (the first ones); 0: all
     late_share: float = 0.25  # the late/early ablation removes the heads of this share of layers
     # what the verdicts need
     visual_rate: float = 0.5  # a head is visual when it is visual on at least this share of probes
@@ -51,6 +52,10 @@ class ReportSettings:
             raise HeadcastError("--k, --seeds and --probe-sizes take positive numbers")
         if self.probe_draws < 1 or self.batch_size < 1:
             raise HeadcastError("probe_draws and batch_size take positive numbers")
+        if self.ablation_items < 0:
+            raise HeadcastError(
+                f"ablation_items takes 0 (every item) or a positive number, got {self.ablation_items}"
+            )
         if self.mode not in MODES:
             raise HeadcastError(f"unknown ablation mode {self.mode!r}; use {' or '.join(MODES)}")
         if self.estimator not in ESTIMATORS_CHOICES:
