@@ -62,7 +62,7 @@ def written(zoo, tmp_path_factory):
 def test_report_answers_every_claim_with_a_verdict(written):
     _, text, _ = written
     verdicts = re.findall(r"\| ([^|]+) \| \*\*([^*]+)\*\* \|", text)
-    assert len(verdicts) == 7
+    assert len(verdicts) == 8
     allowed = {
         "holds",
         "does not hold",

@@ -26,10 +26,11 @@ from headcast.predictor.report.claims import (
     claim_matter,
     claim_probes,
     claim_sparse,
+    claim_training,
     share_verdict,
 )
 from headcast.predictor.report.cli import add_report_parser, settings_from_args
-from headcast.predictor.report.measures import depth_profile
+from headcast.predictor.report.measures import depth_profile, visual_sets_along_training
 from headcast.predictor.report.render import late_text, sparse_text, thresholds_text
 from headcast.predictor.report.settings import ReportSettings, settings_from_yaml
 
@@ -54,6 +55,23 @@ def profile_of(visual_layers: dict[str, list[int]], n_layers: int = 6, n_heads: 
         for head in range(n_heads)
     ]
     return depth_profile(pd.DataFrame(rows), S.visual_rate)
+
+
+def training_of(visual_by_step: list[set[tuple[int, int]]], n_layers: int = 2, n_heads: int = 4):
+    """Visual sets along training: every run of RUNS has the heads `visual_by_step[i]` visual at step i+1."""
+    rows = [
+        {
+            "checkpoint": f"{run}/{step + 1:06d}",
+            "layer": layer,
+            "head": head,
+            "visual_head_rate": float((layer, head) in visual),
+        }
+        for run in RUNS
+        for step, visual in enumerate(visual_by_step)
+        for layer in range(n_layers)
+        for head in range(n_heads)
+    ]
+    return visual_sets_along_training(pd.DataFrame(rows), S.visual_rate)
 
 
 def finals(profile: pd.DataFrame) -> list[str]:
@@ -148,6 +166,20 @@ def test_visual_heads_sit_early_when_early_thirds_are_denser_than_the_late():
     assert claim.verdict == FAILS and claim.numbers["late_share_of_visual"] == 1.0
     none = profile_of({run: [] for run in RUNS})
     assert claim_depth(none, finals(none), S).verdict == UNTESTABLE
+
+
+def test_visual_heads_form_in_training_when_they_grow_and_the_set_settles():
+    grows = training_of([set(), {(0, 1)}, {(0, 1), (1, 2)}, {(0, 1), (1, 2)}])
+    assert grows[grows["run"] == "a"]["overlap"].tolist() == [0.0, 0.5, 1.0, 1.0]
+    assert grows["overlap"].notna().all() and training_of([set()])["overlap"].isna().all()
+    assert claim_training(grows, S).verdict == HOLDS
+    moving = training_of([set(), {(0, 1)}, {(0, 1)}, {(1, 2), (1, 3)}])  # the set jumps at the end
+    claim = claim_training(moving, S)
+    assert claim.verdict == FAILS and (claim.numbers["formed"], claim.numbers["settled"]) == (4, 0)
+    assert claim_training(moving, ReportSettings(settled_overlap=0.0)).verdict == HOLDS
+    shrinks = training_of([{(0, 0), (0, 1)}, {(0, 0)}, {(0, 0)}])
+    assert claim_training(shrinks, S).verdict == FAILS
+    assert claim_training(training_of([set(), set()]), S).verdict == UNTESTABLE
 
 
 def test_concentration_tracks_performance_when_significantly_positive_and_never_negative():

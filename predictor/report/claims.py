@@ -88,6 +88,34 @@ def claim_depth(profile: pd.DataFrame, finals: Collection[str], settings: Report
     return Claim(share_verdict(support, len(has_visual), settings), numbers)
 
 
+def claim_training(training: pd.DataFrame, settings: ReportSettings) -> Claim:
+    """Visual heads form in training and settle: per run with visual heads at the end, more of them
+    than at its first checkpoint, and the checkpoint before the last shares at least
+    `settled_overlap` of its set with the last (Jaccard)."""
+    per_run = training.groupby("run", sort=False).agg(
+        first=("visual", "first"),
+        final=("visual", "last"),
+        heads=("heads", "last"),
+        before_last=("overlap", lambda x: x.iloc[-2] if len(x) > 1 else np.nan),
+    )
+    ends_visual = per_run[per_run["final"] > 0]
+    formed = ends_visual["final"] > ends_visual["first"]
+    settled = ends_visual["before_last"] >= settings.settled_overlap
+    numbers = {
+        "runs": len(per_run),
+        "runs_with_visual": len(ends_visual),
+        "formed": int(formed.sum()),
+        "settled": int(settled.sum()),
+        "support": int((formed & settled).sum()),
+        "first_fraction": float((per_run["first"] / per_run["heads"]).mean()),
+        "final_fraction": float((per_run["final"] / per_run["heads"]).mean()),
+        "overlap_before_last": float(ends_visual["before_last"].mean()) if len(ends_visual) else np.nan,
+    }
+    if not len(ends_visual):
+        return Claim(UNTESTABLE, numbers)
+    return Claim(share_verdict(numbers["support"], len(ends_visual), settings), numbers)
+
+
 def claim_correlation(corr: pd.DataFrame, settings: ReportSettings) -> Claim:
     """Concentration tracks performance: significantly positive Spearman on most benchmarks, no negative.
 
@@ -206,6 +234,7 @@ def judge(findings: Findings) -> dict[str, Claim]:
     return {
         "sparse": claim_sparse(findings.profile, finals, s),
         "depth": claim_depth(findings.profile, finals, s),
+        "training": claim_training(findings.training, s),
         "correlation": claim_correlation(findings.corr, s),
         "data": claim_data(findings.by_data, s),
         "matter": claim_matter(summary, s),

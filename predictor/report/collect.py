@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 
 from headcast.extract.errors import HeadcastError
-from headcast.predictor.report.measures import correlations, depth_profile, head_sets, within_run_by_data
+from headcast.predictor.report.measures import (
+    correlations,
+    depth_profile,
+    head_sets,
+    visual_sets_along_training,
+    within_run_by_data,
+)
 from headcast.predictor.report.settings import ReportSettings
 from headcast.predictor.report.tables import Findings, Zoo
 
@@ -158,6 +164,7 @@ def measure(zoo: Zoo, settings: ReportSettings, progress: bool = True) -> tuple[
     per_head = per_head_tables(metrics, extraction.thresholds)
     seconds["extraction"] = time.perf_counter() - t
     profile = depth_profile(per_head, settings.visual_rate)
+    training = visual_sets_along_training(per_head, settings.visual_rate)
     wide = zoo.wide.loc[zoo.names]
     corr = correlations(features, wide)
     by_data = within_run_by_data(features, wide, zoo.run_data())
@@ -172,6 +179,17 @@ def measure(zoo: Zoo, settings: ReportSettings, progress: bool = True) -> tuple[
         source = str(err)
     seconds["probe-size curve"] = time.perf_counter() - t
     findings = Findings(
-        zoo, settings, profile, corr, by_data, ablation, curve, baseline, source, len(probes), seconds
+        zoo,
+        settings,
+        profile,
+        training,
+        corr,
+        by_data,
+        ablation,
+        curve,
+        baseline,
+        source,
+        len(probes),
+        seconds,
     )
     return findings, features

@@ -63,6 +63,40 @@ def depth_profile(per_head: pd.DataFrame, visual_rate: float) -> pd.DataFrame:
     return profile
 
 
+def visual_sets_along_training(per_head: pd.DataFrame, visual_rate: float) -> pd.DataFrame:
+    """Per run and checkpoint: its visual heads, and how far that set is the final checkpoint's.
+
+    `overlap` is the Jaccard index of the two sets (NaN when both are empty): a set of visual heads
+    that forms and then settles rises in count and reaches an overlap near 1 before the last step.
+    """
+    from headcast.predictor.dataset import run_of, step_of
+
+    visual = per_head[per_head["visual_head_rate"] >= visual_rate]
+    heads_of = {
+        checkpoint: set(zip(part["layer"], part["head"], strict=True))
+        for checkpoint, part in visual.groupby("checkpoint", sort=False)
+    }
+    sizes = per_head.groupby("checkpoint", sort=False).size()
+    rows = [
+        {
+            "checkpoint": c,
+            "run": run_of(c),
+            "step": step_of(c),
+            "heads": int(n),
+            "set": heads_of.get(c, set()),
+        }
+        for c, n in sizes.items()
+    ]
+    table = pd.DataFrame(rows).sort_values(["run", "step"], kind="stable")
+    final = table.groupby("run")["set"].transform("last")
+    table["visual"] = table["set"].map(len)
+    table["overlap"] = [
+        len(ours & theirs) / len(ours | theirs) if ours | theirs else np.nan
+        for ours, theirs in zip(table["set"], final, strict=True)
+    ]
+    return table.drop(columns="set").reset_index(drop=True)
+
+
 # ---------------------------------------------------------------- 2. do the metrics track the scores
 
 

@@ -73,6 +73,22 @@ def depth_text(c: Claim) -> str:
     )
 
 
+def training_text(c: Claim, s: ReportSettings) -> str:
+    n = c.numbers
+    text = (
+        f"On average {_pct(n['first_fraction'])} of heads are visual at a run's first checkpoint and "
+        f"{_pct(n['final_fraction'])} at its last."
+    )
+    if not n["runs_with_visual"]:
+        return text + " No run ends with a visual head, so there is no set to follow."
+    return text + (
+        f" Of the {n['runs_with_visual']} runs that end with visual heads, {n['formed']} have more of them "
+        f"than at their first checkpoint, and in {n['settled']} the checkpoint before the last shares at "
+        f"least {_setting(s.settled_overlap)} of its set with the last (mean overlap "
+        f"{_f(n['overlap_before_last'], 2)}, Jaccard); {n['support']} do both."
+    )
+
+
 def correlation_text(c: Claim) -> str:
     return " ".join(
         f"{label}: Spearman with the mean accuracy {_f(n['rho'], 2)} (p = {n['p']:.2g}, n = {n['n']} "
@@ -143,7 +159,9 @@ def thresholds_text(s: ReportSettings) -> str:
         f"Thresholds behind the verdicts: a claim *holds* when at least {_setting(s.holds_share)} of the "
         "cases (runs, benchmarks or (run, k) pairs) support it, *does not hold* at "
         f"{_setting(s.fails_share)} or less, *mixed* in between; sparse means at most "
-        f"{_setting(s.sparse_fraction)} visual heads; correlations count at p < {s.alpha:g}; more data "
+        f"{_setting(s.sparse_fraction)} visual heads; a set has settled when the one before the last "
+        f"checkpoint shares at least {_setting(s.settled_overlap)} of it; correlations count at "
+        f"p < {s.alpha:g}; more data "
         f"helps when the within-run Spearman of the runs with the most data exceeds the others' by more "
         f"than {s.data_margin:g}; visual heads beat a control by more than {ablation_sds} over seeds; "
         f"little loss means at most {_f(s.little_loss)} points; the error falls or rises when it moves by "
@@ -182,6 +200,7 @@ def render(f: Findings, figure_dir: str) -> str:
     t = {
         "sparse": sparse_text(claims["sparse"], s),
         "depth": depth_text(claims["depth"]),
+        "training": training_text(claims["training"], s),
         "correlation": correlation_text(claims["correlation"]),
         "data": data_text(claims["data"]),
         "matter": matter_text(claims["matter"], s),
@@ -215,6 +234,7 @@ def render(f: Findings, figure_dir: str) -> str:
             [
                 ["visual heads are sparse", f"**{v['sparse']}**"],
                 ["visual heads sit in early and middle layers", f"**{v['depth']}**"],
+                ["(headcast) a set of visual heads forms in training and settles", f"**{v['training']}**"],
                 ["concentration on visual tokens tracks performance", f"**{v['correlation']}**"],
                 ["more visual attention helps only with enough training data", f"**{v['data']}**"],
                 [
@@ -248,16 +268,23 @@ def render(f: Findings, figure_dir: str) -> str:
             ],
         ),
         "",
-        "Along training (visual heads / heads per third at each checkpoint):",
+        f"**Forms in training and settles: {v['training']}.** {t['training']}",
         "",
         f"![visual heads along training]({fig('depth_training.png')})",
         "",
+        "Per run, at each checkpoint in order: its visual heads, and their overlap with the last "
+        "checkpoint's set (Jaccard; - where both are empty).",
+        "",
         _table(
-            ["run", "step", *THIRDS],
+            ["run", "heads", "visual heads", "overlap with the last set"],
             [
-                [run, str(int(step))]
-                + [_f(x, 2) for x in part.set_index("third").loc[list(THIRDS), "fraction"]]
-                for (run, step), part in f.profile.groupby(["run", "step"])
+                [
+                    run,
+                    str(int(part["heads"].iloc[-1])),
+                    ", ".join(str(int(x)) for x in part["visual"]),
+                    ", ".join("-" if np.isnan(x) else _f(x, 2, signed=False) for x in part["overlap"]),
+                ]
+                for run, part in f.training.groupby("run", sort=False)
             ],
         ),
         "",
@@ -365,6 +392,7 @@ def render(f: Findings, figure_dir: str) -> str:
         "",
         f"- Sparse visual heads: **{v['sparse']}**. {t['sparse']}",
         f"- Early/middle placement: **{v['depth']}**. {t['depth']}",
+        f"- Forms in training and settles: **{v['training']}**. {t['training']}",
         f"- Concentration tracks performance: **{v['correlation']}**. {t['correlation']}",
         f"- Visual attention helps only with enough data: **{v['data']}**. {t['data']}",
         f"- Visual heads matter under ablation: **{v['matter']}**. {t['matter']}",

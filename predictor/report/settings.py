@@ -34,6 +34,7 @@ class ReportSettings:
     holds_share: float = 0.75  # a claim holds when at least this share of its cases supports it
     fails_share: float = 0.25  # ... and does not hold when at most this share does (mixed in between)
     sparse_fraction: float = 0.2  # "sparse": at most this share of heads is visual
+    settled_overlap: float = 0.5  # "settled": the visual set before the last checkpoint overlaps the last's
     alpha: float = 0.05  # significance level of the Spearman tests
     data_margin: float = 0.2  # within-run Spearman by which enough-data runs must beat less-data runs
     ablation_sds: float = 1.0  # top-k must cost more than the control by this many std over seeds
@@ -60,7 +61,15 @@ class ReportSettings:
             raise HeadcastError(f"unknown ablation mode {self.mode!r}; use {' or '.join(MODES)}")
         if self.estimator not in ESTIMATORS_CHOICES:
             raise HeadcastError(f"unknown estimator {self.estimator!r}; use {', '.join(ESTIMATORS_CHOICES)}")
-        shares = ("late_share", "visual_rate", "holds_share", "fails_share", "sparse_fraction", "alpha")
+        shares = (
+            "late_share",
+            "visual_rate",
+            "holds_share",
+            "fails_share",
+            "sparse_fraction",
+            "settled_overlap",
+            "alpha",
+        )
         for name in shares:
             if not 0 <= getattr(self, name) <= 1:
                 raise HeadcastError(

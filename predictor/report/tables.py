@@ -73,6 +73,7 @@ class Findings:
     zoo: Zoo
     settings: ReportSettings
     profile: pd.DataFrame
+    training: pd.DataFrame  # measures.visual_sets_along_training
     corr: pd.DataFrame
     by_data: pd.DataFrame
     ablation: pd.DataFrame

@@ -49,6 +49,7 @@ def write_report(
         save_figure(figure, out / name)
     tables = {
         "depth_profile.csv": findings.profile,
+        "visual_sets.csv": findings.training,
         "correlations.csv": findings.corr,
         "ablation.csv": findings.ablation,
     }
