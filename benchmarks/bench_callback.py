@@ -2,7 +2,7 @@
 
     python benchmarks/bench_callback.py [--json] [--steps 200] [--every 50] [--probes 16]
 
-The model is the small zoo's first run (llava-llama-4x4) trained by a transformers `Trainer` on
+The model is the small zoo's first run (`--preset`) trained by a transformers `Trainer` on
 the zoo's instruction data (batch 16, CPU). Run A trains without the callback, run B with it at the
 documented settings (every 50 steps, 16 probes); both start from the same weights, and A runs again
 after B to expose drift of a shared machine. Reported: training time of each, the overhead share

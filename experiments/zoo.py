@@ -342,7 +342,7 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
             continue
         name = path.relative_to(out / "checkpoints").as_posix()
         rows = evaluate_checkpoint(
-            path, suite, device="cpu", batch_size=64, max_new_tokens=config.answer_tokens, encoded=encoded
+            path, suite, device="cpu", batch_size=32, max_new_tokens=config.answer_tokens, encoded=encoded
         )
         with atomic_output(cached) as tmp:
             pd.DataFrame([{"checkpoint": name} | row for row in rows]).to_parquet(tmp, index=False)
