@@ -129,7 +129,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if len(frontiers) > 1:
         result["frontiers"] = [f.as_json() for f in frontiers]
     report_settings = load_config(args.preset).raw.get("report")
-    if report_settings is not None:  # presets that ask for it (full) also check the paper's claims
+    if report_settings is not None and args.report:  # presets that ask for it (full) check the paper's claims
         result["report"] = str(write_report(zoo, zoo / "report", settings_from_config(report_settings)))
     if args.json:
         print(json.dumps(result))
@@ -222,6 +222,12 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         default=("new-run",),
         help="frontier protocols, comma-separated or 'all' (new-run, new-family, during-training; "
         "default new-run)",
+    )
+    parser.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        help="skip the findings report that presets with a `report:` setting (full) write",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run_demo)

@@ -37,8 +37,9 @@ class ZooConfig:
     mixture: dict[str, int] = dataclasses.field(default_factory=dict)  # task -> weight in training data
     # What runs with `curriculum` steps train on first: {"items": n, "mixture": {task: weight}}.
     curriculum: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # Tokens generated per benchmark item. The suite's answers are one word each, so 1 scores exactly
-    # what 4 do (exact match reads the first word) for a quarter of the decoding.
+    # Tokens generated per benchmark item. Every answer of the suite is one token, so with 1 the first
+    # token must be the answer; with 4 an answer word among the first four also counts, which only
+    # a model that does not yet answer in the trained form ever needs.
     answer_tokens: int = 4
 
 

@@ -140,6 +140,31 @@ def test_mean_ablation_from_a_settings_file_replaces_heads_by_their_mean_over_th
     assert ablation_means(None, table, ReportSettings(mode="zero")) is None
 
 
+def test_ablations_on_a_subset_score_the_first_items_as_the_evaluator_did(zoo):
+    """`ablation_items: n`: the unablated accuracy is the zoo's own per-item result on those n items."""
+    table = read_zoo(zoo)
+    finals = list(table.finals().values())
+    per_head = pd.DataFrame(
+        [
+            {"checkpoint": c, "layer": layer, "head": head, "visual_head_rate": 0.0}
+            | {"visual_mass": 0.1, "concentration": 0.5}
+            for c in finals
+            for layer in range(2)
+            for head in range(2)
+        ]
+    )
+    settings = ReportSettings(ks=(1,), seeds=1, ablation_items=3)
+    result = ablation_results(table, per_head, settings, progress=False)
+    items = pd.read_parquet(zoo / "scores.items.parquet")
+    items = items[items["checkpoint"].isin(finals)]
+    first = items.groupby(["checkpoint", "benchmark"], sort=False).head(3)
+    expected = first.groupby(["checkpoint", "benchmark"])["correct"].mean() * 100
+    unablated = result[result["kind"] == "none"].set_index(["checkpoint", "benchmark"])["accuracy"]
+    pd.testing.assert_series_equal(
+        unablated.sort_index(), expected.sort_index(), check_names=False, check_dtype=False
+    )
+
+
 def test_top_visual_heads_come_first_and_controls_match_their_size_and_layers():
     per_head = pd.DataFrame(
         {

@@ -49,6 +49,7 @@ def ablation_results(
     from headcast.extract.loading import load_checkpoint
 
     suite = load_suite(zoo.root / "benchmarks")
+    answer_tokens = int(zoo.stamp.get("config", {}).get("answer_tokens", 4))  # as the zoo was scored
     if settings.ablation_items:
         suite = {name: items[: settings.ablation_items] for name, items in suite.items()}
     rows = []
@@ -59,7 +60,14 @@ def ablation_results(
         encoded = encoded_suite(checkpoint, suite, settings.batch_size)
         for entry in head_sets(per_head[per_head["checkpoint"] == final], settings):
             accuracy = ablated_accuracy(
-                checkpoint, suite, entry["heads"], settings.mode, means, settings.batch_size, encoded=encoded
+                checkpoint,
+                suite,
+                entry["heads"],
+                settings.mode,
+                means,
+                settings.batch_size,
+                max_new_tokens=answer_tokens,
+                encoded=encoded,
             )
             for benchmark, value in accuracy.items():
                 rows.append(

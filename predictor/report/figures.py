@@ -64,7 +64,7 @@ def depth_figures(profile: pd.DataFrame, finals: dict[str, str]) -> dict:
         for b, third in enumerate(THIRDS):
             line = part[part["third"] == third].sort_values("step")
             ax.plot(line["step"], line["fraction"], marker="o", label=third, color=COLOURS[b])
-        ax.set(title=run, xscale="log", ylim=(-0.05, 1.05), xlabel="step", ylabel="visual / heads")
+        ax.set(title=run, ylim=(-0.05, 1.05), xlabel="step", ylabel="visual / heads")
         ax.title.set_fontsize(8)
     axes[0].legend(fontsize=7)
     figures["depth_training.png"] = figure
