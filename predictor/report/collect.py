@@ -187,17 +187,17 @@ def measure(zoo: Zoo, settings: ReportSettings, progress: bool = True) -> tuple[
         source = str(err)
     seconds["probe-size curve"] = time.perf_counter() - t
     findings = Findings(
-        zoo,
-        settings,
-        profile,
-        training,
-        corr,
-        by_data,
-        ablation,
-        curve,
-        baseline,
-        source,
-        len(probes),
-        seconds,
+        zoo=zoo,
+        settings=settings,
+        profile=profile,
+        training=training,
+        corr=corr,
+        by_data=by_data,
+        ablation=ablation,
+        curve=curve,
+        curve_baseline=baseline,
+        curve_source=source,
+        n_probes=len(probes),
+        seconds=seconds,
     )
     return findings, features
