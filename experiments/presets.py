@@ -98,6 +98,8 @@ def load_config(preset: str) -> ZooConfig:
             "a run has `curriculum` steps but the preset has no "
             "`curriculum: {items: N, mixture: {...}}`; add one"
         )
+    if int(raw.get("answer_tokens", 4)) < 1:
+        raise HeadcastError("answer_tokens is how many tokens a benchmark answer may take; use 1 or more")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise HeadcastError("run names in the config repeat; give every run a unique name")

@@ -131,6 +131,26 @@ def test_training_runs_in_parallel_processes_gives_the_same_zoo(smoke_zoo, tmp_p
         assert twin.read_bytes() == weights.read_bytes()
 
 
+def test_one_answer_token_scores_what_four_do_on_zoo_checkpoints(smoke_zoo, tmp_path):
+    """`answer_tokens: 1` (full): every answer of the suite is one token; the same checkpoints, rescored."""
+    import pandas as pd
+
+    raw = load_config("smoke").raw | {"answer_tokens": 1}
+    config = tmp_path / "one-token.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "zoo"
+    for part in ("benchmarks", "probes", "checkpoints", "cache"):
+        shutil.copytree(smoke_zoo / part, out / part)  # trained already: only scoring runs
+    build(str(config), out, seed=0)
+    one, four = (pd.read_parquet(zoo / "scores.items.parquet") for zoo in (out, smoke_zoo))
+    pd.testing.assert_frame_equal(
+        one[["checkpoint", "item", "correct"]], four[["checkpoint", "item", "correct"]]
+    )
+    config.write_text(yaml.safe_dump(raw | {"answer_tokens": 0}))
+    with pytest.raises(HeadcastError, match="answer_tokens"):
+        load_config(str(config))
+
+
 def test_building_into_a_folder_of_another_seed_is_refused(smoke_zoo, tmp_path):
     copy = tmp_path / "zoo"
     shutil.copytree(smoke_zoo, copy)
