@@ -49,18 +49,8 @@ def _lmms_reports(folder: Path) -> dict[Path, dict]:
             continue
         try:
             report = json.loads(file.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise HeadcastError(
-                f"{file} is not UTF-8 text; lmms-eval writes UTF-8, so it is damaged"
-            ) from None
-        except json.JSONDecodeError as err:
-            raise HeadcastError(f"{file} is not valid JSON ({err.msg})") from None
-        except RecursionError:
-            raise HeadcastError(
-                f"{file} is nested too deeply to be an lmms-eval report; pass lmms-eval's own output"
-            ) from None
-        except OSError as err:
-            raise HeadcastError(f"cannot read {file} ({err.strerror or err})") from None
+        except READ_ERRORS as err:
+            raise _unreadable(err, file, "report") from None
         if isinstance(report, dict) and isinstance(report.get("results"), dict):
             reports[file] = report
     return reports
@@ -247,20 +237,29 @@ def _lmms_samples(log: Path, reports: dict[Path, dict]) -> pd.DataFrame:
 
 def _jsonl(path: Path) -> list[tuple[int, object]]:
     """(line number, record) of each non-blank line."""
-    records = []
+    records, line = [], None
     try:
         with path.open(encoding="utf-8") as handle:
             for line, text in enumerate(handle, 1):
                 if text.strip():
                     records.append((line, json.loads(text)))
-    except UnicodeDecodeError:
-        raise HeadcastError(f"{path} is not UTF-8 text; lmms-eval writes UTF-8, so it is damaged") from None
-    except json.JSONDecodeError as err:
-        raise HeadcastError(f"{path}:{line} is not valid JSON ({err.msg})") from None
-    except RecursionError:
-        raise HeadcastError(
-            f"{path}:{line} is nested too deeply to be an lmms-eval sample; pass lmms-eval's own output"
-        ) from None
-    except OSError as err:
-        raise HeadcastError(f"cannot read {path} ({err.strerror or err})") from None
+    except READ_ERRORS as err:
+        raise _unreadable(err, path, "sample", line) from None
     return records
+
+
+READ_ERRORS = (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError)
+
+
+def _unreadable(err: Exception, path: Path, what: str, line: int | None = None) -> HeadcastError:
+    """One line for an lmms-eval file that cannot be read as one (`what`: report or sample)."""
+    where = path if line is None else f"{path}:{line}"
+    if isinstance(err, UnicodeDecodeError):
+        return HeadcastError(f"{path} is not UTF-8 text; lmms-eval writes UTF-8, so it is damaged")
+    if isinstance(err, json.JSONDecodeError):
+        return HeadcastError(f"{where} is not valid JSON ({err.msg})")
+    if isinstance(err, RecursionError):
+        return HeadcastError(
+            f"{where} is nested too deeply to be an lmms-eval {what}; pass lmms-eval's own output"
+        )
+    return HeadcastError(f"cannot read {path} ({getattr(err, 'strerror', None) or err})")
