@@ -31,7 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from headcast.extract.features import FEATURE_SCHEMA_VERSION, feature_columns  # noqa: E402
+from headcast.extract.features import feature_columns  # noqa: E402
+from headcast.schema import FEATURE_SCHEMA_VERSION  # noqa: E402
 
 
 def synthetic_rows(n_runs: int = 6, seed: int = 0):

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from headcast.extract import HeadcastError
+from headcast.errors import HeadcastError
 
 
 def run_build(args: argparse.Namespace) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from headcast.extract.features import write_features
 from headcast.extract.probes import read_probes
-from headcast.extract.storage import atomic_output
+from headcast.files import atomic_output
+from headcast.tables import write_features
 
 
 def extract_zoo(zoo: Path, progress: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:

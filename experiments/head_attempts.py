@@ -21,11 +21,11 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
-from headcast.extract.features import confidence_feature_columns, head_feature_columns
 from headcast.predictor.budget import ALPHAS, AnchorPredictor, load_item_results
 from headcast.predictor.dataset import Dataset, build_dataset
 from headcast.predictor.frontier import during_training_folds
 from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
+from headcast.schema import confidence_feature_columns, head_feature_columns
 
 
 def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from headcast.extract import HeadcastError
+from headcast.errors import HeadcastError
 
 PRESETS = ("smoke", "small", "full")
 

@@ -27,11 +27,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from headcast.errors import HeadcastError
 from headcast.experiments.presets import ZooConfig, load_config
 from headcast.experiments.scenes import BENCHMARKS, CHANCE
-from headcast.extract import HeadcastError
 from headcast.extract.evaluate import items_path, scores_of, write_items, write_scores
-from headcast.extract.storage import atomic_output
+from headcast.files import atomic_output
 
 STAMP_VERSION = 2  # 2: per-item results
 

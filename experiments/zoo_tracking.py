@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.dataset import run_of, step_of
 from headcast.predictor.metric_names import metric_key
 

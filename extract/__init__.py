@@ -10,7 +10,6 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "HeadcastError": "headcast.extract.errors",
     "Probe": "headcast.extract.probes",
     "read_probes": "headcast.extract.probes",
     "probe_set_hash": "headcast.extract.probes",

@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.extract.inputs import encode_batch
 from headcast.extract.loading import Checkpoint
 from headcast.extract.probes import Probe

@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 from headcast.arguments import fraction, positive_int
-from headcast.extract.contract import CONTRACT_COLUMN
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import QUERY_POSITIONS, VisualHeadThresholds, write_features
+from headcast.errors import HeadcastError
 from headcast.extract.plots import head_heatmap, save_figure
 from headcast.extract.probes import read_probes
-from headcast.extract.storage import atomic_output, check_writable
+from headcast.files import atomic_output, check_writable
+from headcast.schema import CONTRACT_COLUMN, QUERY_POSITIONS, VisualHeadThresholds
+from headcast.tables import write_features
 
 
 def add_extract_parser(subparsers: argparse._SubParsersAction) -> None:

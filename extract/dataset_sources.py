@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 

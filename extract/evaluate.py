@@ -16,10 +16,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from headcast.extract import HeadcastError, Probe, build_prompt, read_probes
+from headcast.errors import HeadcastError
+from headcast.extract import Probe, build_prompt, read_probes
 from headcast.extract.answers import first_token_answers, is_correct
-
-SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")
+from headcast.schema import SCORE_COLUMNS
 
 
 def encode_items(processor, probes: Sequence[Probe], batch_size: int = 64) -> list[tuple[list, list, object]]:
@@ -172,7 +172,7 @@ def scores_of(items: Iterable[dict]) -> list[dict]:
 
 def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
     """Write the long score table as CSV, atomically; read it back with `predictor.scores.read_scores`."""
-    from headcast.extract.storage import atomic_output
+    from headcast.files import atomic_output
 
     out = Path(out)
     with atomic_output(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
@@ -186,7 +186,7 @@ def write_items(rows: Iterable[dict], out: str | Path) -> Path:
     """Write the per-item table as Parquet, atomically; read it back with `predictor.scores.read_items`."""
     import pandas as pd
 
-    from headcast.extract.storage import atomic_output
+    from headcast.files import atomic_output
     from headcast.predictor.scores import ITEM_COLUMNS
 
     out = Path(out)

@@ -11,19 +11,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
-from typing import Literal
 
 import torch
 from PIL import Image, ImageDraw
 from transformers import BatchFeature
 
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import QUERY_POSITIONS
+from headcast.errors import HeadcastError
 from headcast.extract.loading import IMAGE_LAYOUTS, Checkpoint, check_supported
 from headcast.extract.probes import Probe
 from headcast.extract.prompts import build_prompt
-
-QueryPosition = Literal["last-prompt", "first-generated", "answer-mean"]
+from headcast.schema import QueryPosition, query_position
 
 
 @dataclasses.dataclass
@@ -168,8 +165,7 @@ def _region_tokens(
 
 def encode_batch(checkpoint: Checkpoint, probes: list[Probe], query: QueryPosition) -> EncodedBatch:
     """Inputs and measurement masks for `probes`; `answer-mean` appends each probe's answer."""
-    if query not in QUERY_POSITIONS:
-        raise HeadcastError(f"unknown query position {query!r}; use one of {', '.join(QUERY_POSITIONS)}")
+    query_position(query)
     if query == "answer-mean" and any(p.answer is None for p in probes):
         missing = next(p.id for p in probes if p.answer is None)
         raise HeadcastError(f"--query answer-mean needs an answer on every probe; {missing!r} has none")

@@ -17,7 +17,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_MAPPING_NAMES,
 )
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 
 # The LLaVA family: image-text-to-text classes whose image tokens are the vision tower's patch tokens,
 # laid out either as one tile's grid or as AnyRes tiles packed by the model's own `pack_image_features`

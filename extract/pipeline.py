@@ -14,19 +14,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from headcast.contract import ExtractionContract
+from headcast.errors import HeadcastError
 from headcast.extract.answers import first_token_answers
-from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import (
-    FEATURE_SCHEMA_VERSION,
-    METRICS,
-    METRICS_VERSION,
-    QUERY_POSITIONS,
-    VisualHeadThresholds,
-    feature_row,
-    per_head_table,
-)
-from headcast.extract.inputs import QueryPosition, encode_batch
+from headcast.extract.features import feature_row, per_head_table
+from headcast.extract.inputs import encode_batch
 from headcast.extract.loading import (
     Checkpoint,
     load_checkpoint,
@@ -39,8 +31,16 @@ from headcast.extract.probes import Probe, probe_set_hash
 from headcast.extract.prompts import build_prompt
 from headcast.extract.runner import record_batch
 from headcast.extract.storage import MetricsCache, cache_key, checkpoint_fingerprint
-
-ANSWER_COLUMNS = ("item", "task", "answer", "correct", "prob", "confidence")
+from headcast.schema import (
+    ANSWER_COLUMNS,
+    CONTRACT_COLUMN,
+    FEATURE_SCHEMA_VERSION,
+    METRICS,
+    METRICS_VERSION,
+    QueryPosition,
+    VisualHeadThresholds,
+    query_position,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,10 +52,7 @@ class ExtractionSettings:
     thresholds: VisualHeadThresholds = dataclasses.field(default_factory=VisualHeadThresholds)
 
     def __post_init__(self) -> None:
-        if self.query not in QUERY_POSITIONS:
-            raise HeadcastError(
-                f"unknown query position {self.query!r}; use one of {', '.join(QUERY_POSITIONS)}"
-            )
+        query_position(self.query)
         if self.batch_size < 1:
             raise HeadcastError(f"batch size must be at least 1, got {self.batch_size}")
 

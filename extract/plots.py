@@ -36,7 +36,7 @@ def head_heatmap(per_head: pd.DataFrame, title: str) -> Figure:
 
 
 def save_figure(figure: Figure, path) -> None:
-    from headcast.extract.storage import atomic_output
+    from headcast.files import atomic_output
 
     with atomic_output(path) as tmp:
         figure.savefig(tmp, dpi=110, format="png")

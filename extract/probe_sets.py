@@ -27,10 +27,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from headcast.errors import HeadcastError
 from headcast.extract.dataset_sources import Source, open_source
-from headcast.extract.errors import HeadcastError
 from headcast.extract.probes import IMAGE_PLACEHOLDERS, read_probes
-from headcast.extract.storage import check_writable
+from headcast.files import check_writable
 
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 

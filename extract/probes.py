@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 
 
 def _finite(value: float) -> float:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from headcast.extract.errors import HeadcastError
-from headcast.extract.inputs import EncodedBatch, QueryPosition, position_ids
+from headcast.errors import HeadcastError
+from headcast.extract.inputs import EncodedBatch, position_ids
 from headcast.extract.loading import Checkpoint
 from headcast.extract.recording import Recorder, record
+from headcast.schema import QueryPosition
 
 
 def model_inputs(checkpoint: Checkpoint, batch: EncodedBatch) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 
 
 def build_parser() -> argparse.ArgumentParser:

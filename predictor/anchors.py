@@ -18,9 +18,9 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.extract.probes import read_probes
-from headcast.extract.storage import atomic_output
+from headcast.files import atomic_output
 
 
 def choose_anchors(correct: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

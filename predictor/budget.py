@@ -25,7 +25,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.anchors import choose_anchors
 from headcast.predictor.dataset import Dataset
 from headcast.predictor.irt import IRT

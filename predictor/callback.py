@@ -31,18 +31,13 @@ from typing import Any
 
 import pandas as pd
 
-from headcast.extract.contract import (
-    CONTRACT_COLUMN,
-    ExtractionContract,
-    check_probe_set,
-    extraction_options,
-    fitted_contract,
-)
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import FEATURE_SCHEMA_VERSION, VisualHeadThresholds, feature_row
+from headcast.contract import ExtractionContract, check_probe_set, extraction_options, fitted_contract
+from headcast.errors import HeadcastError
+from headcast.extract.features import feature_row
 from headcast.predictor.metric_names import prediction_metrics
 from headcast.predictor.pyfunc import predict_rows, prediction_json
 from headcast.predictor.registry import DEFAULT_MODEL, fitted_predictor, load_model
+from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION, VisualHeadThresholds
 
 try:  # a real TrainerCallback when transformers is there; the plain function needs no Trainer
     from transformers import TrainerCallback

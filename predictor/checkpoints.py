@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.dataset import _names
 
 

@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import PER_HEAD_COLUMNS, QUERY_POSITIONS, read_features, read_table
+from headcast.errors import HeadcastError
 from headcast.predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME, load_model
+from headcast.schema import PER_HEAD_COLUMNS, QUERY_POSITIONS
+from headcast.tables import read_features, read_table
 
 ANSWER_TABLE_COLUMNS = ("checkpoint", "item", "task", "correct", "prob")  # what `_answers_of` joins
 
@@ -161,7 +162,7 @@ def run_fit(args: argparse.Namespace) -> int:
             "--anchors-out needs --items (to choose anchors) and --suite (to copy the items from)"
         )
     if args.anchors_out:
-        from headcast.extract.storage import check_writable
+        from headcast.files import check_writable
 
         check_writable(args.anchors_out)  # now, not after the fit
     dataset, items, probe_count, scores = _load_fit_inputs(args)

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract, table_contract
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import FEATURE_SCHEMA_VERSION
+from headcast.contract import ExtractionContract, table_contract
+from headcast.errors import HeadcastError
+from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 MIN_GROUPS = 3
 

@@ -25,11 +25,11 @@ import pandas as pd
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-from headcast.extract.features import confidence_feature_columns, head_feature_columns
 from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
 from headcast.predictor.dataset import Dataset
 from headcast.predictor.evaluation import family_folds, run_folds, subset_abs_error
 from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
+from headcast.schema import confidence_feature_columns, head_feature_columns
 
 BUDGETS = (0, 2, 4, 8, 16, 32)
 COVERAGE = 0.9  # nominal coverage of the intervals, as in `headcast fit`

@@ -16,7 +16,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
 from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
 

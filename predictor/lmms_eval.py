@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.dataset import _names
 from headcast.predictor.scores import (
     ITEM_COLUMNS,
-    SCORE_COLUMNS,
+    SCORE_TABLE_COLUMNS,
     _checked_items,
     _without_duplicates,
     checked_counts,
@@ -115,7 +115,7 @@ def read_lmms_eval(folder: Path, allow_partial: bool = False, keep_latest: bool 
             f"{folder} holds no lmms-eval results.json with a 'results' section; "
             "pass the --output_path folder of an lmms-eval run"
         )
-    table = _in_percent(pd.DataFrame(rows, columns=SCORE_COLUMNS))
+    table = _in_percent(pd.DataFrame(rows, columns=SCORE_TABLE_COLUMNS))
     table = checked_counts(table, lambda row: f"{folder / table['source'][row]} (n-samples)")
     table = _full_runs_first(table, allow_partial)
     return _without_duplicates(table, keep_latest)

@@ -23,7 +23,7 @@ from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from headcast.extract.features import confidence_feature_columns
+from headcast.schema import confidence_feature_columns
 
 REGRESSORS = ("ridge", "lightgbm", "knn")
 # `auto` picks, per benchmark, the training mean or a regressor shrunk toward it, with the lowest

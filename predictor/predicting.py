@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from headcast.extract.contract import check_probe_set, extraction_options, fitted_contract
-from headcast.extract.errors import HeadcastError
+from headcast.contract import check_probe_set, extraction_options, fitted_contract
+from headcast.errors import HeadcastError
 from headcast.predictor.registry import fitted_predictor
 
 

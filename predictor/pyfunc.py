@@ -11,9 +11,9 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract, fitted_contract
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import FEATURE_SCHEMA_VERSION
+from headcast.contract import ExtractionContract, fitted_contract
+from headcast.errors import HeadcastError
+from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 
 class HeadcastModel(mlflow.pyfunc.PythonModel):

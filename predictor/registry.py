@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 
 REGISTERED_NAME = "headcast-predictor"
 CHAMPION = "champion"

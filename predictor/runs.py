@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.dataset import step_of
 from headcast.predictor.metric_names import prediction_metrics
 from headcast.predictor.pyfunc import benchmarks_of, prediction_json

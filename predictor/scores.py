@@ -1,7 +1,8 @@
 """Benchmark score tables and per-item results: headcast's own files, and lmms-eval folders through
 `predictor.lmms_eval`, one format each.
 
-Scores: `SCORE_COLUMNS`, `score` in percent, then its provenance; one score per checkpoint and benchmark.
+Scores: `SCORE_TABLE_COLUMNS`, the core's `SCORE_COLUMNS` (score in percent) then its provenance;
+one score per checkpoint and benchmark.
 Per-item results (the ground truth item-level predictors learn from): `ITEM_COLUMNS`, `correct` 0/1.
 """
 
@@ -14,16 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.dataset import _names
+from headcast.schema import SCORE_COLUMNS
 
 # The score, then its provenance: the harness and its version (or why unknown), the metric, a partial
 # run's item limit, the run's date and the file it was read from.
-SCORE_COLUMNS = [
-    "checkpoint",
-    "benchmark",
-    "score",
-    "n",
+SCORE_TABLE_COLUMNS = [
+    *SCORE_COLUMNS,
     "harness",
     "harness_version",
     "metric",
@@ -87,7 +86,7 @@ def read_scores(path: str | Path, allow_partial: bool = False, keep_latest: bool
         source=path.name,
     )
     table = checked_counts(table, lambda row: f"{path}:{row + 2}")
-    return _without_duplicates(table[SCORE_COLUMNS].drop_duplicates(), keep_latest=False)
+    return _without_duplicates(table[SCORE_TABLE_COLUMNS].drop_duplicates(), keep_latest=False)
 
 
 def checked_counts(table: pd.DataFrame, where: Callable[[int], str]) -> pd.DataFrame:

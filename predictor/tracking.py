@@ -24,8 +24,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
 
-from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract
-from headcast.extract.features import FEATURE_SCHEMA_VERSION
+from headcast.contract import ExtractionContract
 from headcast.extract.plots import head_heatmap
 from headcast.predictor import pyfunc_model
 from headcast.predictor.budget import BenchmarkItems
@@ -44,6 +43,7 @@ from headcast.predictor.metric_names import metric_key
 from headcast.predictor.models import ESTIMATORS, HeadcastPredictor
 from headcast.predictor.plots import feature_importance, predicted_vs_actual
 from headcast.predictor.registry import DEFAULT_STORE, REGISTERED_NAME, configure_tracking, crown
+from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 
 def use_experiment(name: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from headcast.extract.features import FEATURE_SCHEMA_VERSION, feature_columns
+from headcast.extract.features import feature_columns
+from headcast.schema import FEATURE_SCHEMA_VERSION
 
 BENCHMARKS = {"count": 20.0, "pope": 50.0}  # benchmark -> chance level
 STEPS = (10, 30, 100, 300, 1000)

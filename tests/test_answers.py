@@ -13,20 +13,18 @@ import torch
 from headcast.experiments.modeling import build_tokenizer
 from headcast.extract import pipeline
 from headcast.extract.answers import gold_token_ids
-from headcast.extract.features import (
-    CONFIDENCE_PREFIX,
-    VisualHeadThresholds,
-    confidence_feature_columns,
-    confidence_features,
-    feature_columns,
-    feature_row,
-    head_feature_columns,
-)
+from headcast.extract.features import confidence_features, feature_columns, feature_row
 from headcast.extract.loading import load_checkpoint
 from headcast.extract.pipeline import ExtractionSettings, extract_head_metrics, features_table, measure_heads
 from headcast.extract.probes import Probe, read_probes
 from headcast.extract.prompts import build_prompt
 from headcast.extract.storage import MetricsCache
+from headcast.schema import (
+    CONFIDENCE_PREFIX,
+    VisualHeadThresholds,
+    confidence_feature_columns,
+    head_feature_columns,
+)
 from tests.tiny_probes import WORDS
 
 

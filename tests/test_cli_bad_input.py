@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from headcast.cli import main
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import read_features, write_features
+from headcast.errors import HeadcastError
 from headcast.extract.probes import Probe
+from headcast.tables import read_features, write_features
 from tests.predictor_data import synthetic_tables
 
 LONG = "x" * 300  # longer than the 255 bytes a file name may have

@@ -18,11 +18,11 @@ from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
-from headcast.extract.contract import ExtractionContract, table_contract
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import read_features, write_features
+from headcast.contract import ExtractionContract, table_contract
+from headcast.errors import HeadcastError
 from headcast.extract.probes import probe_set_hash, read_probes
 from headcast.predictor.tracking import configure_tracking
+from headcast.tables import read_features, write_features
 from tests.test_service import wait_for
 from tests.tiny_probes import write_tiny_probe_set
 

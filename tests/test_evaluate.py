@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from headcast.errors import HeadcastError
 from headcast.experiments.modeling import (
     ModelSpec,
     build_model,
@@ -16,7 +17,6 @@ from headcast.experiments.modeling import (
     save_checkpoint,
 )
 from headcast.experiments.scenes import Scene, SceneObject
-from headcast.extract import HeadcastError
 from headcast.extract.answers import first_number, first_word, is_correct
 from headcast.extract.cli import add_evaluate_parser
 from headcast.extract.evaluate import evaluate

@@ -10,14 +10,14 @@ import pytest
 
 from headcast.cli import main
 from headcast.extract import pipeline
-from headcast.extract.features import (
+from headcast.extract.features import feature_columns
+from headcast.schema import (
+    ANSWER_COLUMNS,
     FEATURE_SCHEMA_VERSION,
     confidence_feature_columns,
-    feature_columns,
     head_feature_columns,
-    read_features,
 )
-from headcast.extract.pipeline import ANSWER_COLUMNS
+from headcast.tables import read_features
 from tests.conftest import ALL_SHAPES
 
 

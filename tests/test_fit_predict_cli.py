@@ -9,11 +9,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import FEATURE_SCHEMA_VERSION, read_features, write_features
+from headcast.errors import HeadcastError
 from headcast.predictor import tracking
 from headcast.predictor.pyfunc import predict_rows
 from headcast.predictor.registry import fitted_predictor
+from headcast.schema import FEATURE_SCHEMA_VERSION
+from headcast.tables import read_features, write_features
 from tests.predictor_data import synthetic_tables
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from headcast.cli import main
-from headcast.extract.features import read_features, write_features
+from headcast.tables import read_features, write_features
 
 
 @pytest.fixture(scope="module")

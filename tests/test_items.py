@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.extract.evaluate import items_path, scores_of, write_items, write_scores
 from headcast.predictor.scores import ITEM_COLUMNS, check_items_match_scores, read_items, read_scores
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.checkpoints import match_checkpoints, rename_checkpoints
 from headcast.predictor.scores import read_items, read_scores
 

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from headcast.extract.features import (
-    METRICS,
-    VisualHeadThresholds,
-    depth_bins,
-    feature_columns,
-    feature_row,
-    head_means,
-)
+from headcast.extract.features import depth_bins, feature_columns, feature_row, head_means
 from headcast.extract.metrics import reduce_rows
+from headcast.schema import METRICS, VisualHeadThresholds
 
 
 def masks(n_keys, visual, region, text):
@@ -72,7 +66,7 @@ def test_region_features_are_missing_not_zero_when_no_probe_has_a_box():
 def test_atomic_writes_get_ordinary_permissions_and_leave_nothing_behind_on_failure(tmp_path):
     import os
 
-    from headcast.extract.storage import atomic_output
+    from headcast.files import atomic_output
 
     with atomic_output(tmp_path / "a.txt") as tmp:
         tmp.write_text("ok")

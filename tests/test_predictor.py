@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.dataset import build_dataset, run_of, step_of
 from headcast.predictor.evaluation import (
     held_out_predictions,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from headcast.cli import main
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.extract.probe_sets import allocate, normalise_answer
 from headcast.extract.probes import read_probes
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.extract.loading import read_config
 from headcast.extract.probes import read_probes
 from headcast.predictor.scores import read_items, read_scores

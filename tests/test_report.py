@@ -13,8 +13,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import build_parser
+from headcast.errors import HeadcastError
 from headcast.experiments.zoo import build
-from headcast.extract.errors import HeadcastError
 from headcast.predictor.report import (
     THIRDS,
     ReportSettings,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.report.claims import (
     FAILS,
     FALLS,

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from headcast.extract.features import FEATURE_SCHEMA_VERSION
 from headcast.predictor.dataset import build_dataset
 from headcast.predictor.service import create_app
 from headcast.predictor.tracking import fit_and_track
+from headcast.schema import FEATURE_SCHEMA_VERSION
 from tests.predictor_data import synthetic_tables
 
 REPO = Path(__file__).resolve().parents[1]

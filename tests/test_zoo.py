@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from headcast.cli import build_parser
+from headcast.errors import HeadcastError
 from headcast.experiments.scenes import BENCHMARKS
 from headcast.experiments.train import even_steps
 from headcast.experiments.zoo import build, load_config, markdown_table
-from headcast.extract import HeadcastError, load_checkpoint, read_probes
+from headcast.extract import load_checkpoint, read_probes
 
 
 def _scores(path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.report.measures import (
     correlations,
     depth_profile,
@@ -119,7 +119,7 @@ def probe_size_curve(
     subset are the features of its samples: one extraction on the largest set serves every size.
     Returns (MAE per size, draw and benchmark; mean-score baseline MAE per benchmark; probe source).
     """
-    from headcast.extract.features import FEATURE_SCHEMA_VERSION, feature_row
+    from headcast.extract.features import feature_row
     from headcast.extract.pipeline import ExtractionSettings, extract_features
     from headcast.extract.probes import read_probes
     from headcast.predictor.dataset import MIN_GROUPS, build_dataset
@@ -129,6 +129,7 @@ def probe_size_curve(
         run_folds,
         score_predictions,
     )
+    from headcast.schema import FEATURE_SCHEMA_VERSION
 
     runs = len(zoo.finals())
     if runs < MIN_GROUPS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 
 ESTIMATORS_CHOICES = ("ridge", "lightgbm", "knn")  # predictor.models.ESTIMATORS, without importing LightGBM
 MODES = ("zero", "mean")  # extract.ablation.HeadAblation

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.report.settings import ReportSettings
 
 

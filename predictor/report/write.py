@@ -32,7 +32,7 @@ def write_report(
 ) -> Path:
     """Measure, draw, write `out/` (figures, CSVs) and the Markdown (default out/report.md); log to MLflow."""
     from headcast.extract.plots import save_figure
-    from headcast.extract.storage import atomic_output
+    from headcast.files import atomic_output
 
     started = time.perf_counter()
     zoo = read_zoo(zoo_dir)

@@ -17,8 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from headcast.extract.contract import check_probe_set, extraction_options
-from headcast.extract.errors import HeadcastError
+from headcast.contract import check_probe_set, extraction_options
+from headcast.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL
 from headcast.predictor.service.errors import ServiceError
 from headcast.predictor.service.jobs import JobQueue

@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from headcast.arguments import port_number, positive_int
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL
 from headcast.predictor.service.limits import Limits
 

@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from headcast.extract.contract import CONTRACT_COLUMN, ExtractionContract, extraction_options
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import CONFIDENCE_PREFIX, FEATURE_SCHEMA_VERSION
+from headcast.contract import ExtractionContract, extraction_options
+from headcast.errors import HeadcastError
 from headcast.predictor.service.errors import ServiceError, one_line
 from headcast.predictor.service.job_runs import log_job_run
 from headcast.predictor.service.limits import Limits
 from headcast.predictor.service.model import ModelSlot, ServedModel
 from headcast.predictor.service.prediction import predict_table
 from headcast.predictor.service.schemas import NON_FEATURES
+from headcast.schema import CONFIDENCE_PREFIX, CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 log = logging.getLogger("headcast.serve")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,11 +13,11 @@ import threading
 import time
 from typing import Any
 
-from headcast.extract.contract import ExtractionContract, fitted_contract
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import FEATURE_SCHEMA_VERSION
+from headcast.contract import ExtractionContract, fitted_contract
+from headcast.errors import HeadcastError
 from headcast.predictor.registry import SCHEMA_TAG, fitted_predictor, load_model, pin
 from headcast.predictor.service.errors import ServiceError, one_line
+from headcast.schema import FEATURE_SCHEMA_VERSION
 
 log = logging.getLogger("headcast.serve")
 

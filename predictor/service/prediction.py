@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from headcast.extract.errors import HeadcastError
+from headcast.errors import HeadcastError
 from headcast.predictor.pyfunc import predict_rows, prediction_json
 from headcast.predictor.service.model import ServedModel
 from headcast.predictor.service.schemas import NON_FEATURES

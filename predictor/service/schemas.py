@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from headcast.extract.contract import CONTRACT_COLUMN
+from headcast.schema import CONTRACT_COLUMN
 
 NON_FEATURES = {"checkpoint", "schema_version", CONTRACT_COLUMN}  # a feature table's non-feature columns
 Query = Literal["last-prompt", "first-generated", "answer-mean"]

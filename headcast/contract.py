@@ -19,15 +19,15 @@ from typing import Any
 
 import pandas as pd
 
-from headcast.extract.errors import HeadcastError
-from headcast.extract.features import (
+from headcast.errors import HeadcastError
+from headcast.schema import (
+    CONTRACT_COLUMN,
     FEATURE_SCHEMA_VERSION,
     METRICS_VERSION,
-    QUERY_POSITIONS,
     VisualHeadThresholds,
+    query_position,
 )
 
-CONTRACT_COLUMN = "contract"
 _VERSIONS = ("metrics_version", "schema_version")
 # the `headcast extract` option that sets each field; the versions and the probe set have none
 _OPTIONS = {
@@ -51,11 +51,7 @@ class ExtractionContract:
     schema_version: str = FEATURE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if self.query not in QUERY_POSITIONS:
-            raise HeadcastError(
-                f"extraction contract has unknown query position {self.query!r}; "
-                f"use one of {', '.join(QUERY_POSITIONS)}"
-            )
+        query_position(self.query)
 
     @property
     def thresholds(self) -> VisualHeadThresholds:
