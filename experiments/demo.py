@@ -24,8 +24,9 @@ from headcast.tables import write_features
 
 def extract_zoo(zoo: Path, progress: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Features and per-head tables of every zoo checkpoint, written beside the zoo (cached)."""
+    from headcast.contract import ExtractionSettings
     from headcast.experiments.zoo import checkpoint_dirs
-    from headcast.extract.pipeline import ExtractionSettings, extract_features, per_head_tables
+    from headcast.extract.pipeline import extract_features, per_head_tables
 
     folders = checkpoint_dirs(zoo)
     names = [f.relative_to(zoo / "checkpoints").as_posix() for f in folders]

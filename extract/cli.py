@@ -98,12 +98,8 @@ def check_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path]) -> N
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from headcast.extract.pipeline import (  # torch: only when used
-        ExtractionSettings,
-        answers_table,
-        extract_features,
-        per_head_tables,
-    )
+    from headcast.contract import ExtractionSettings
+    from headcast.extract.pipeline import answers_table, extract_features, per_head_tables
 
     settings = ExtractionSettings(
         query=args.query,

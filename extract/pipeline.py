@@ -8,13 +8,14 @@ import importlib.metadata
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from headcast.contract import ExtractionContract
+from headcast.contract import ExtractionContract, ExtractionSettings
 from headcast.errors import HeadcastError
 from headcast.extract.answers import first_token_answers
 from headcast.extract.features import feature_row, per_head_table
@@ -39,22 +40,7 @@ from headcast.schema import (
     METRICS_VERSION,
     QueryPosition,
     VisualHeadThresholds,
-    query_position,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class ExtractionSettings:
-    query: QueryPosition = "last-prompt"
-    batch_size: int = 8
-    device: str = "auto"
-    dtype: str = "auto"
-    thresholds: VisualHeadThresholds = dataclasses.field(default_factory=VisualHeadThresholds)
-
-    def __post_init__(self) -> None:
-        query_position(self.query)
-        if self.batch_size < 1:
-            raise HeadcastError(f"batch size must be at least 1, got {self.batch_size}")
 
 
 @dataclasses.dataclass
@@ -222,8 +208,12 @@ def extract_features(
     settings: ExtractionSettings = ExtractionSettings(),
     names: Sequence[str] | None = None,
     progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, list[HeadMetrics]]:
-    """The public entry point: feature rows (and the head metrics behind them) for checkpoints."""
+    """The public entry point: feature rows (and the head metrics behind them) for checkpoints.
+
+    `on_batch(done, total)` counts probes across all checkpoints, for callers without a terminal.
+    """
     names = list(names) if names is not None else [str(p) for p in paths]
     if len(set(names)) != len(names):
         raise HeadcastError("two checkpoints have the same name; pass each folder once")
@@ -234,13 +224,59 @@ def extract_features(
     metrics = []
     # one bar for the stage, counting probes: fine-grained for one large model, calm for many small ones
     with tqdm(total=len(paths) * len(probes), desc="extract", unit="probe", disable=not progress) as bar:
-        for path, name in zip(paths, names, strict=True):
+        for i, (path, name) in enumerate(zip(paths, names, strict=True)):
             bar.set_postfix_str(name, refresh=False)
-            start = bar.n
 
-            def advance(done: int, _total: int, start: int = start) -> None:
+            def advance(done: int, _total: int, start: int = i * len(probes)) -> None:
                 bar.update(start + done - bar.n)
+                if on_batch is not None:
+                    on_batch(start + done, bar.total)
 
             metrics.append(extract_head_metrics(path, probes, settings, name, cache, False, advance))
             advance(len(probes), len(probes))  # a cached checkpoint counts at once
     return features_table(metrics, settings.thresholds), metrics
+
+
+def measure_live_model(
+    model: torch.nn.Module,
+    processor: Any,
+    probes: Sequence[Probe],
+    settings: ExtractionSettings = ExtractionSettings(),
+) -> HeadMetrics:
+    """Head metrics and answers of a model in memory (one being trained), as it is at this step.
+
+    Measured in eval mode without gradients, in the model's own dtype; its train mode and the tokenizer's
+    padding side are restored after, and nothing is copied or saved.
+    """
+    model = getattr(model, "module", model)  # DistributedDataParallel and friends
+    config = model.config
+    checkpoint = Checkpoint(
+        path=Path(getattr(config, "_name_or_path", "") or "live-model"),
+        model=model,
+        processor=processor,
+        arch=config.model_type,
+        text_model=config.text_config.model_type,
+    )
+    tokenizer = processor.tokenizer
+    was_training, padding_side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"  # the query row is the last position
+    try:
+        with torch.no_grad():
+            samples, answers = measure_heads(checkpoint, probes, settings.query, settings.batch_size, False)
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    record = {
+        "query": settings.query,
+        "dtype": live_dtype(model),
+        "probe_set_hash": probe_set_hash(list(probes)),
+        "n_probes": len(probes),
+        "metrics_version": METRICS_VERSION,
+    }
+    return HeadMetrics(str(checkpoint.path), samples, record, answers)
+
+
+def live_dtype(model: torch.nn.Module) -> str:
+    """The dtype a live model computes in, named as extraction settings name it (`float32`, ...)."""
+    return str(getattr(model, "module", model).dtype).removeprefix("torch.")

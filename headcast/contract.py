@@ -24,6 +24,7 @@ from headcast.schema import (
     CONTRACT_COLUMN,
     FEATURE_SCHEMA_VERSION,
     METRICS_VERSION,
+    QueryPosition,
     VisualHeadThresholds,
     query_position,
 )
@@ -135,6 +136,23 @@ class ExtractionContract:
             probes = " on the probe set the model was fitted on" if "probe_set_hash" in diff else ""
             fix = f"re-extract{' with ' + flags if flags else ''}{probes} or predict from the checkpoint"
         return f"features were extracted with {ours} but the model was fitted on {theirs}; {fix}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractionSettings:
+    """How to run an extraction: the contract's choices plus where and in what batches (which change
+    no number)."""
+
+    query: QueryPosition = "last-prompt"
+    batch_size: int = 8
+    device: str = "auto"
+    dtype: str = "auto"
+    thresholds: VisualHeadThresholds = dataclasses.field(default_factory=VisualHeadThresholds)
+
+    def __post_init__(self) -> None:
+        query_position(self.query)
+        if self.batch_size < 1:
+            raise HeadcastError(f"batch size must be at least 1, got {self.batch_size}")
 
 
 def _show(value: Any) -> str:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from headcast.errors import HeadcastError
-from headcast.predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME, load_model
+from headcast.predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME
 from headcast.schema import PER_HEAD_COLUMNS, QUERY_POSITIONS
 from headcast.tables import read_features, read_table
 
@@ -219,10 +219,9 @@ def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from headcast.predictor.predicting import checkpoint_features, predict_table, with_answers
-    from headcast.predictor.pyfunc import benchmarks_of, prediction_json
+    from headcast.predictor.predicting import PredictionPipeline, resolve_model, with_answers
 
-    model = load_model(args.model)
+    model = resolve_model(args.model)
     if args.features is not None:
         if args.anchors is not None:
             raise HeadcastError(
@@ -231,25 +230,15 @@ def run_predict(args: argparse.Namespace) -> int:
         table, _ = read_features(args.features)
         if args.answers is not None:
             fix = "write it with 'headcast extract --answers'"
-            answers = read_table(args.answers, "answer table", ANSWER_TABLE_COLUMNS, fix)
-            table = with_answers(answers, table)
+            table = with_answers(table, read_table(args.answers, "answer table", ANSWER_TABLE_COLUMNS, fix))
+        results = model.predict_json(table)
     else:
         if args.probes is None:
             raise HeadcastError("predicting from a checkpoint needs --probes PROBES.jsonl")
-        table = checkpoint_features(
-            model,
-            [args.checkpoint],
-            args.probes,
-            anchors=args.anchors,
-            query=args.query,
-            device=args.device,
-            dtype=args.dtype,
-            progress=not args.json,
+        pipeline = PredictionPipeline(
+            model, args.probes, args.anchors, query=args.query, device=args.device, dtype=args.dtype
         )
-    predictions = predict_table(model, table)
-    results = dict(
-        zip(table["checkpoint"], prediction_json(predictions, benchmarks_of(predictions)), strict=True)
-    )
+        results = pipeline([args.checkpoint], progress=not args.json)
     if args.json:
         print(json.dumps(next(iter(results.values())) if len(results) == 1 else results))
         return 0
@@ -264,12 +253,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_predict_runs(args: argparse.Namespace) -> int:
+    from headcast.predictor.predicting import PredictionPipeline
     from headcast.predictor.runs import predict_runs
 
-    model = load_model(args.model)  # also points MLflow at the store
-    done = predict_runs(
-        args.experiment, model, args.probes, args.anchors, args.param, args.device, args.dtype
-    )
+    pipeline = PredictionPipeline(args.model, args.probes, args.anchors, device=args.device, dtype=args.dtype)
+    done = predict_runs(args.experiment, pipeline, args.param)
     print(
         f"predicted {sum(done.values())} checkpoint(s) of {len(done)} run(s) in {args.experiment!r}; "
         "their scores are the runs' pred/<benchmark> metrics, with _lower/_upper bounds"

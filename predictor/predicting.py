@@ -1,81 +1,196 @@
-"""Checkpoints to predicted scores with a registered model: the path `predict` and `predict-runs` share.
+"""One way from a checkpoint to predicted scores: `predict`, `predict-runs`, service jobs and the callback.
 
-Extraction follows the model's extraction contract (its query, thresholds, dtype and probe set, checked
-before any work); with an anchor file the checkpoints also answer the model's anchor items in one more
-small prefill, and benchmarks whose anchors are all answered get the anchored estimate.
+A `FittedModel` is a fitted predictor with where it came from; `resolve_model` is the one way to get
+one, from a model URI, a loaded pyfunc model or a fitted estimator. A `PredictionPipeline` runs the
+path in the order a prediction needs it, like a transformers `Pipeline` over the fitted model:
+
+    prepare   the model's extraction contract fixes query, thresholds and dtype; the probe set and
+              the anchor file are checked against the model before any work
+    measure   head metrics of checkpoint folders (through the content-keyed cache) or of a live model
+    answer    the anchor items in one more small prefill, when the model has anchors
+    predict   `predict_rows`, the pyfunc's own path, on the feature rows and their answer columns
+    format    `{benchmark: {score, lower, upper, ood[, answered]}}` per checkpoint
+
+Torch loads only when something is measured, so the command line and the service start fast.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from headcast.contract import check_probe_set, extraction_options, fitted_contract
+from headcast.contract import (
+    ExtractionContract,
+    ExtractionSettings,
+    check_probe_set,
+    extraction_options,
+    fitted_contract,
+)
 from headcast.errors import HeadcastError
-from headcast.predictor.registry import fitted_predictor
+from headcast.extract import probe_set_hash, read_probes
+from headcast.predictor.anchors import read_anchor_probes
+from headcast.predictor.hybrid import answer_column, answer_columns, answer_row, unanswered_anchors
+from headcast.predictor.pyfunc import benchmarks_of, predict_rows, prediction_json
+from headcast.predictor.registry import DEFAULT_MODEL, SCHEMA_TAG, fitted_predictor, load_model, pin
+from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total), for callers without a terminal
 
 
-def with_answers(answers: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """The feature table with each checkpoint's anchor answers joined as columns."""
-    from headcast.predictor.hybrid import answer_columns
+@dataclasses.dataclass(frozen=True)
+class FittedModel:
+    """A fitted headcast predictor (or hybrid) and a description of it: what every prediction path holds."""
 
+    predictor: Any
+    info: dict[str, Any]  # where it came from and what it predicts (the service's GET /model)
+
+    @property
+    def contract(self) -> ExtractionContract | None:
+        """How the model's training rows were made: what rows to predict must match."""
+        return fitted_contract(self.predictor)
+
+    @property
+    def benchmarks(self) -> list[str]:
+        return list(self.predictor.benchmarks_)
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Predictions for a feature table (answer columns joined where anchors were answered)."""
+        return predict_rows(self.predictor, table.drop(columns=["checkpoint"], errors="ignore"))
+
+    def predict_json(self, table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+        """Checkpoint -> `{benchmark: {score, lower, upper, ood[, answered]}}`, what the CLI prints."""
+        predictions = self.predict(table)
+        scores = prediction_json(predictions, benchmarks_of(predictions))
+        return dict(zip(table["checkpoint"], scores, strict=True))
+
+
+def resolve_model(model: FittedModel | str | Any | None = None) -> FittedModel:
+    """A `FittedModel` from an MLflow model URI (default: the champion, pinned to the version its alias
+    names now), a loaded pyfunc model, a fitted predictor, or itself."""
+    if isinstance(model, FittedModel):
+        return model
+    uri, version = None, None
+    if model is None or isinstance(model, str):
+        uri = model or DEFAULT_MODEL
+        version = pin(uri)
+        model = load_model(version.uri if version else uri)
+    predictor = fitted_predictor(model) if hasattr(model, "unwrap_python_model") else model
+    if not hasattr(predictor, "feature_names_"):
+        raise HeadcastError(f"{type(predictor).__name__} is not a fitted headcast predictor")
+    contract = fitted_contract(predictor)
+    tags = version.tags if version else {}
+    info = {
+        "uri": uri,
+        "registered_name": version and version.name,
+        "version": version and version.version,
+        "alias": version and version.alias,
+        "run_id": version and version.run_id,
+        "feature_schema_version": tags.get(SCHEMA_TAG, FEATURE_SCHEMA_VERSION),
+        "extraction_contract": None if contract is None else contract.to_dict(),
+        "benchmarks": list(predictor.benchmarks_),
+        "features": len(predictor.feature_names_),
+    }
+    return FittedModel(predictor, info)
+
+
+def with_answers(table: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
+    """The feature table with each checkpoint's anchor answers (an answers table) joined as columns."""
     wide = answer_columns(answers)
     return table.join(wide, on="checkpoint") if not wide.empty else table
 
 
-def checkpoint_features(
-    model: Any,
-    checkpoints: Sequence[str | Path],
-    probes: str | Path,
-    anchors: str | Path | None = None,
-    names: Sequence[str] | None = None,
-    query: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Feature rows of `checkpoints` (with anchor answers when `anchors` is given), made as `model` needs."""
-    from headcast.extract.pipeline import ExtractionSettings, answers_table, extract_features
-    from headcast.extract.probes import probe_set_hash, read_probes
+class PredictionPipeline:
+    """Prepare under the model's contract, measure, answer anchors, predict, format.
 
-    predictor = fitted_predictor(model)
-    fitted = fitted_contract(predictor)
-    query, dtype, thresholds = extraction_options(fitted, query, dtype)
-    probe_set = read_probes(probes)
-    check_probe_set(fitted, probe_set_hash(probe_set), str(probes))
-    settings = ExtractionSettings(query, device=device, dtype=dtype, thresholds=thresholds)
-    table, _ = extract_features(checkpoints, probe_set, settings, names, progress)
-    if anchors is None:
-        return table
-    from headcast.predictor.anchors import read_anchor_probes
-    from headcast.predictor.hybrid import unanswered_anchors
+    `probes` and `anchors` are probe files or lists of probes; `query` and `dtype` may only repeat the
+    model's own (anything else is refused here, before any measuring).
+    """
 
-    answering = dataclasses.replace(settings, query="last-prompt")  # answer-mean's input holds the answer
-    _, metrics = extract_features(checkpoints, read_anchor_probes(anchors), answering, names, progress)
-    table = with_answers(answers_table(metrics), table)
-    missing = unanswered_anchors(predictor, table.columns)
-    if missing:
-        raise HeadcastError(
-            f"{anchors} lacks {len(missing)} of the model's anchor items, e.g. {missing[0]!r}; "
-            "write the file for this model with 'headcast fit --anchors-out'"
+    def __init__(
+        self,
+        model: FittedModel | str | Any | None,
+        probes: str | Path | Sequence[Any],
+        anchors: str | Path | Sequence[Any] | None = None,
+        *,
+        query: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 8,
+    ) -> None:
+        self.model = resolve_model(model)
+        contract = self.model.contract
+        query, dtype, thresholds = extraction_options(contract, query, dtype)
+        self.probes = read_probes(probes) if isinstance(probes, str | Path) else list(probes)
+        source = str(probes) if isinstance(probes, str | Path) else "the probes"
+        check_probe_set(contract, probe_set_hash(self.probes), source)
+        self.anchors = None
+        if anchors is not None:
+            self.anchors = read_anchor_probes(anchors) if isinstance(anchors, str | Path) else list(anchors)
+            self._check_anchors(str(anchors) if isinstance(anchors, str | Path) else "the anchors")
+        self.settings = ExtractionSettings(query, batch_size, device, dtype, thresholds)
+
+    def _check_anchors(self, source: str) -> None:
+        """Every anchor item of the model is in the anchor file: refused before minutes of extraction."""
+        given = {answer_column("correct", p.task, p.id) for p in self.anchors or []}
+        missing = unanswered_anchors(self.model.predictor, given)
+        if missing:
+            raise HeadcastError(
+                f"{source} lacks {len(missing)} of the model's anchor items, e.g. {missing[0]!r}; "
+                "write the anchor file for this model with 'headcast fit --anchors-out'"
+            )
+
+    @property
+    def _answering(self) -> ExtractionSettings:
+        """Anchors are answered at the last prompt token: `answer-mean`'s input already holds the answer."""
+        return dataclasses.replace(self.settings, query="last-prompt")
+
+    def features(
+        self,
+        checkpoints: Sequence[str | Path],
+        names: Sequence[str] | None = None,
+        progress: bool = True,
+        on_progress: Progress | None = None,
+    ) -> pd.DataFrame:
+        """Feature rows of checkpoint folders, with their anchor answers when the pipeline has anchors."""
+        from headcast.extract import answers_table, extract_features  # torch: only when measuring
+
+        def stage(name: str) -> Callable[[int, int], None] | None:
+            return None if on_progress is None else lambda done, total: on_progress(name, done, total)
+
+        table, _ = extract_features(
+            checkpoints, self.probes, self.settings, names, progress, stage("measuring")
         )
-    return table
+        if self.anchors is None:
+            return table
+        answering = stage("answering anchors")
+        _, answered = extract_features(checkpoints, self.anchors, self._answering, names, progress, answering)
+        return with_answers(table, answers_table(answered))
 
+    def live_features(self, model: Any, processor: Any) -> pd.DataFrame:
+        """The feature row of a model in memory as it is now (e.g. at a training step), answers joined."""
+        from headcast.extract import live_dtype, measure_live_model  # torch: only when measuring
 
-def predict_table(model: Any, table: pd.DataFrame) -> pd.DataFrame:
-    """The model's predictions for a feature table (`checkpoint` and feature columns), row by row."""
-    from headcast.predictor.pyfunc import check_columns
+        fitted, dtype = self.model.contract, live_dtype(model)
+        if fitted is not None and dtype != fitted.dtype:
+            raise HeadcastError(
+                f"the live model runs in dtype={dtype} but the predictor was fitted on features extracted "
+                f"with dtype={fitted.dtype}; measure the model in {fitted.dtype} or refit on features "
+                f"extracted with --dtype {dtype}"
+            )
+        metrics = measure_live_model(model, processor, self.probes, self.settings)
+        contract = ExtractionContract.from_settings(metrics.settings, self.settings.thresholds)
+        row = {"checkpoint": metrics.checkpoint, "schema_version": FEATURE_SCHEMA_VERSION}
+        row |= {CONTRACT_COLUMN: contract.to_json()} | metrics.feature_row(self.settings.thresholds)
+        if self.anchors is not None:
+            row |= answer_row(measure_live_model(model, processor, self.anchors, self._answering).answers)
+        return pd.DataFrame([row])
 
-    check_columns(fitted_predictor(model), table.columns)  # before MLflow's terser check
-    try:
-        return model.predict(table.drop(columns=["checkpoint"]))
-    except HeadcastError:
-        raise
-    except Exception as err:  # MLflow's schema enforcement: name the problem, no traceback
-        raise HeadcastError(
-            f"the features do not fit the model's schema ({str(err).splitlines()[0][:200]})"
-        ) from None
+    def __call__(
+        self, checkpoints: Sequence[str | Path], names: Sequence[str] | None = None, progress: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        """Checkpoint -> its predicted scores with intervals."""
+        return self.model.predict_json(self.features(checkpoints, names, progress))

@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from headcast.errors import HeadcastError
 from headcast.predictor.dataset import step_of
 from headcast.predictor.metric_names import prediction_metrics
+from headcast.predictor.predicting import PredictionPipeline
 from headcast.predictor.pyfunc import benchmarks_of, prediction_json
 
 CHECKPOINTS_PARAM = "output_dir"
@@ -86,27 +86,18 @@ def runs_to_predict(experiment: str, param: str = CHECKPOINTS_PARAM) -> dict[str
 
 
 def predict_runs(
-    experiment: str,
-    model: Any,
-    probes: str | Path,
-    anchors: str | Path | None = None,
-    param: str = CHECKPOINTS_PARAM,
-    device: str = "auto",
-    dtype: str = "auto",
-    progress: bool = True,
+    experiment: str, pipeline: PredictionPipeline, param: str = CHECKPOINTS_PARAM, progress: bool = True
 ) -> dict[str, int]:
     """Predict every not-yet-predicted checkpoint of `experiment`'s runs and log the scores into each run.
 
-    Returns run id -> checkpoints predicted. `model` is a loaded pyfunc model (`registry.load_model`).
+    Returns run id -> checkpoints predicted.
     """
-    from headcast.predictor.predicting import checkpoint_features, predict_table
-
     todo = runs_to_predict(experiment, param)
     paths = [path for checkpoints in todo.values() for _, path in checkpoints]
     if not paths:
         return dict.fromkeys(todo, 0)
-    table = checkpoint_features(model, paths, probes, anchors, device=device, dtype=dtype, progress=progress)
-    predictions = predict_table(model, table).set_axis(table["checkpoint"])
+    table = pipeline.features(paths, progress=progress)
+    predictions = pipeline.model.predict(table).set_axis(table["checkpoint"])
     return {
         run_id: log_run_predictions(
             run_id, [step for step, _ in checkpoints], predictions.loc[[str(p) for _, p in checkpoints]]

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
+from headcast.contract import ExtractionSettings
 from headcast.experiments.modeling import build_tokenizer
 from headcast.extract import pipeline
 from headcast.extract.answers import gold_token_ids
 from headcast.extract.features import confidence_features, feature_columns, feature_row
 from headcast.extract.loading import load_checkpoint
-from headcast.extract.pipeline import ExtractionSettings, extract_head_metrics, features_table, measure_heads
+from headcast.extract.pipeline import extract_head_metrics, features_table, measure_heads
 from headcast.extract.probes import Probe, read_probes
 from headcast.extract.prompts import build_prompt
 from headcast.extract.storage import MetricsCache

@@ -96,7 +96,8 @@ def test_anchor_answers_of_the_wrong_type_or_without_answers_are_refused(in_fitt
 
 
 def test_one_prefill_gives_the_evaluators_answers_on_single_token_items(smoke_zoo):
-    from headcast.extract.pipeline import ExtractionSettings, answers_table, extract_features
+    from headcast.contract import ExtractionSettings
+    from headcast.extract.pipeline import answers_table, extract_features
     from headcast.extract.probes import read_probes
 
     checkpoint = sorted((smoke_zoo / "checkpoints").glob("*/*/config.json"))[-1].parent

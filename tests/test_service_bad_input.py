@@ -21,10 +21,11 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from headcast.cli import build_parser, main
+from headcast.predictor.predicting import FittedModel
 from headcast.predictor.service import Limits, create_app
 from headcast.predictor.service.cli import limits_from
 from headcast.predictor.service.jobs import Job, JobQueue
-from headcast.predictor.service.model import ModelSlot, ServedModel
+from headcast.predictor.service.model import ModelSlot
 from tests.test_service import REPO, champion_store, feature_row, free_port, wait_for
 
 
@@ -149,7 +150,7 @@ def test_a_job_on_a_malformed_probe_file_reports_headcasts_one_line(client, prob
 class BrokenQueue(JobQueue):
     """A queue whose extraction hits a bug (no real input reaches one: they are all HeadcastErrors)."""
 
-    def _extract_and_predict(self, job: Job, model: ServedModel) -> dict:
+    def _extract_and_predict(self, job: Job, model: FittedModel) -> dict:
         raise RuntimeError("a bug's first line\nits second line")
 
 

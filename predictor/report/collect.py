@@ -119,8 +119,9 @@ def probe_size_curve(
     subset are the features of its samples: one extraction on the largest set serves every size.
     Returns (MAE per size, draw and benchmark; mean-score baseline MAE per benchmark; probe source).
     """
+    from headcast.contract import ExtractionSettings
     from headcast.extract.features import feature_row
-    from headcast.extract.pipeline import ExtractionSettings, extract_features
+    from headcast.extract.pipeline import extract_features
     from headcast.extract.probes import read_probes
     from headcast.predictor.dataset import MIN_GROUPS, build_dataset
     from headcast.predictor.evaluation import (
@@ -162,7 +163,8 @@ def probe_size_curve(
 
 def measure(zoo: Zoo, settings: ReportSettings, progress: bool = True) -> tuple[Findings, pd.DataFrame]:
     """Run every measurement of the report; returns the findings and the checkpoints' feature table."""
-    from headcast.extract.pipeline import ExtractionSettings, extract_features, per_head_tables
+    from headcast.contract import ExtractionSettings
+    from headcast.extract.pipeline import extract_features, per_head_tables
     from headcast.extract.probes import read_probes
 
     seconds: dict[str, float] = {}

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 from headcast.predictor.metric_names import prediction_metrics
 
 if TYPE_CHECKING:  # the queue imports this module; the types only name its records
+    from headcast.predictor.predicting import FittedModel
     from headcast.predictor.service.jobs import Job
-    from headcast.predictor.service.model import ServedModel
 
 
-def log_job_run(job: Job, model: ServedModel | None, outcome: str, device: str, experiment: str) -> str:
+def log_job_run(job: Job, model: FittedModel | None, outcome: str, device: str, experiment: str) -> str:
     """Log `job` (done or failed) as a finished or failed run of `experiment`; returns the run id."""
     import mlflow  # noqa: F401  (configures the client's default store)
     from mlflow.entities import Metric, Param, RunTag

@@ -17,15 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from headcast.contract import ExtractionContract, extraction_options
 from headcast.errors import HeadcastError
+from headcast.predictor.predicting import FittedModel, PredictionPipeline
 from headcast.predictor.service.errors import ServiceError, one_line
 from headcast.predictor.service.job_runs import log_job_run
 from headcast.predictor.service.limits import Limits
-from headcast.predictor.service.model import ModelSlot, ServedModel
-from headcast.predictor.service.prediction import predict_table
-from headcast.predictor.service.schemas import NON_FEATURES
-from headcast.schema import CONFIDENCE_PREFIX, CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
+from headcast.predictor.service.model import ModelSlot
 
 log = logging.getLogger("headcast.serve")
 
@@ -121,45 +118,25 @@ class JobQueue:
             log.exception("could not log job %s to MLflow", job.id)
         job.status = job.stage = outcome  # last: a client that sees "done" also sees the run id
 
-    def _extract_and_predict(self, job: Job, model: ServedModel) -> dict[str, Any]:
-        from headcast.extract.pipeline import ExtractionSettings, extract_head_metrics
-        from headcast.extract.probes import read_probes
+    def _extract_and_predict(self, job: Job, model: FittedModel) -> dict[str, Any]:
+        def on_progress(stage: str, done: int, total: int) -> None:
+            job.stage, job.done, job.total = stage, done, total
 
-        probes = read_probes(job.probes)
-        job.total, job.stage = len(probes), "measuring"
-
-        def on_batch(done: int, total: int) -> None:
-            job.done = done
-
-        query, dtype, thresholds = extraction_options(model.contract, job.query, self.dtype)
-        settings = ExtractionSettings(query, self.limits.batch_size, self.device, dtype, thresholds)
-        metrics = extract_head_metrics(job.checkpoint, probes, settings, progress=False, on_batch=on_batch)
-        job.done = len(probes)  # also when the cache answered
+        job.stage = "reading probes"
+        pipeline = PredictionPipeline(
+            model,
+            Path(job.probes),
+            job.anchors and Path(job.anchors),
+            query=job.query,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=self.limits.batch_size,
+        )
+        table = pipeline.features([job.checkpoint], progress=False, on_progress=on_progress)
         job.stage = "predicting"
-        contract = ExtractionContract.from_settings(metrics.settings, thresholds)
-        features = {"schema_version": FEATURE_SCHEMA_VERSION, CONTRACT_COLUMN: contract.to_json()}
-        features |= metrics.feature_row(thresholds)
-        answers = {}
-        if job.anchors is not None:  # one more small prefill: the answers on the anchor items
-            from headcast.predictor.anchors import read_anchor_probes
-            from headcast.predictor.hybrid import answer_row, unanswered_anchors
-
-            anchors = read_anchor_probes(job.anchors)
-            job.stage, job.done, job.total = "answering anchors", 0, len(anchors)
-            answering = dataclasses.replace(settings, query="last-prompt")  # answer-mean gives no answers
-            answered = extract_head_metrics(
-                job.checkpoint, anchors, answering, progress=False, on_batch=on_batch
-            )
-            answers = answer_row(answered.answers)
-            missing = unanswered_anchors(model.predictor, answers)
-            if missing:
-                raise HeadcastError(
-                    f"the anchor file lacks {len(missing)} of the model's anchor items, e.g. {missing[0]!r}"
-                )
-        # a model fitted on head features alone has no use for the confidence columns: send what it reads
-        known = set(model.predictor.feature_names_) | NON_FEATURES
-        row = {k: v for k, v in features.items() if k in known or not k.startswith(CONFIDENCE_PREFIX)}
-        prediction = predict_table(model, [row | answers])[0]
+        prediction = next(iter(model.predict_json(table).values()))
+        answers = [c for c in table.columns if c.startswith(("correct[", "prob["))]  # the anchors' answers
+        features = table.iloc[0].drop(["checkpoint", *answers])
         return {
             "prediction": prediction,
             "model": {k: model.info[k] for k in ("uri", "registered_name", "version")},

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 
 from headcast.errors import HeadcastError
+from headcast.predictor.predicting import FittedModel
 from headcast.predictor.pyfunc import predict_rows, prediction_json
-from headcast.predictor.service.model import ServedModel
 from headcast.predictor.service.schemas import NON_FEATURES
 
 
@@ -26,7 +26,7 @@ def _one_openmp_thread():
     return _threadpools().limit(limits=1, user_api="openmp")
 
 
-def predict_table(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def predict_table(model: FittedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Predict feature rows; unknown columns and values the model cannot take are HeadcastErrors."""
     known = (
         set(model.predictor.feature_names_)
