@@ -87,6 +87,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import mlflow
     from transformers.utils import logging
 
+    from headcast.experiments.report import settings_from_config, write_report
     from headcast.experiments.zoo import build, load_config
     from headcast.extract.evaluate import items_path
     from headcast.predictor.anchors import write_anchor_probes
@@ -94,7 +95,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from headcast.predictor.dataset import build_dataset
     from headcast.predictor.frontier import format_frontier, frontier
     from headcast.predictor.registry import CHAMPION, REGISTERED_NAME
-    from headcast.predictor.report import settings_from_config, write_report
     from headcast.predictor.scores import read_scores
     from headcast.predictor.tracking import fit_and_track, format_report, log_frontier
 

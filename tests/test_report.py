@@ -14,8 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from headcast.cli import build_parser
 from headcast.errors import HeadcastError
-from headcast.experiments.zoo import build
-from headcast.predictor.report import (
+from headcast.experiments.report import (
     THIRDS,
     ReportSettings,
     ablation_results,
@@ -25,7 +24,8 @@ from headcast.predictor.report import (
     read_zoo,
     settings_from_yaml,
 )
-from headcast.predictor.report.collect import ablation_means
+from headcast.experiments.report.collect import ablation_means
+from headcast.experiments.zoo import build
 
 
 def report(*argv: str) -> int:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from headcast.errors import HeadcastError
-from headcast.predictor.report.claims import (
+from headcast.experiments.report.claims import (
     FAILS,
     FALLS,
     FLAT,
@@ -29,10 +29,10 @@ from headcast.predictor.report.claims import (
     claim_training,
     share_verdict,
 )
-from headcast.predictor.report.cli import add_report_parser, settings_from_args
-from headcast.predictor.report.measures import depth_profile, visual_sets_along_training
-from headcast.predictor.report.render import late_text, sparse_text, thresholds_text
-from headcast.predictor.report.settings import ReportSettings, settings_from_yaml
+from headcast.experiments.report.cli import add_report_parser, settings_from_args
+from headcast.experiments.report.measures import depth_profile, visual_sets_along_training
+from headcast.experiments.report.render import late_text, sparse_text, thresholds_text
+from headcast.experiments.report.settings import ReportSettings, settings_from_yaml
 
 S = ReportSettings()
 RUNS = ("a", "b", "c", "d")

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from headcast.predictor.report.measures import ablation_summary, probe_curve_summary
-from headcast.predictor.report.settings import ReportSettings
-from headcast.predictor.report.tables import Findings
+from headcast.experiments.report.measures import ablation_summary, probe_curve_summary
+from headcast.experiments.report.settings import ReportSettings
+from headcast.experiments.report.tables import Findings
 
 HOLDS, FAILS, MIXED = "holds", "does not hold", "mixed"
 UNTESTABLE, NOT_MEASURED = "not testable here", "not measured"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from headcast.errors import HeadcastError
-from headcast.predictor.report.settings import ReportSettings
+from headcast.experiments.report.settings import ReportSettings
 
 
 @dataclasses.dataclass

@@ -15,9 +15,9 @@ functions on tables), `collect` (the model work), `claims` (tables + settings ->
 `write` (`write_report`: all of it into a folder) and `cli` (the command).
 """
 
-from headcast.predictor.report.claims import Claim, judge
-from headcast.predictor.report.collect import ablation_results, measure, probe_size_curve
-from headcast.predictor.report.measures import (
+from headcast.experiments.report.claims import Claim, judge
+from headcast.experiments.report.collect import ablation_results, measure, probe_size_curve
+from headcast.experiments.report.measures import (
     CORRELATED,
     THIRDS,
     ablation_summary,
@@ -27,11 +27,11 @@ from headcast.predictor.report.measures import (
     rank_heads,
     within_run_by_data,
 )
-from headcast.predictor.report.render import render
-from headcast.predictor.report.settings import ReportSettings, settings_from_config, settings_from_yaml
-from headcast.predictor.report.tables import Findings, Zoo, read_zoo
-from headcast.predictor.report.tracking import EXPERIMENT
-from headcast.predictor.report.write import write_report
+from headcast.experiments.report.render import render
+from headcast.experiments.report.settings import ReportSettings, settings_from_config, settings_from_yaml
+from headcast.experiments.report.tables import Findings, Zoo, read_zoo
+from headcast.experiments.report.tracking import EXPERIMENT
+from headcast.experiments.report.write import write_report
 
 __all__ = [
     "CORRELATED",

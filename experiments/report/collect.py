@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 
 from headcast.errors import HeadcastError
-from headcast.predictor.report.measures import (
+from headcast.experiments.report.measures import (
     correlations,
     depth_profile,
     head_sets,
     visual_sets_along_training,
     within_run_by_data,
 )
-from headcast.predictor.report.settings import ReportSettings
-from headcast.predictor.report.tables import Findings, Zoo
+from headcast.experiments.report.settings import ReportSettings
+from headcast.experiments.report.tables import Findings, Zoo
 
 
 def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | None:

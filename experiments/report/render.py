@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from headcast.predictor.report.claims import Claim, judge
-from headcast.predictor.report.measures import THIRDS, ablation_summary
-from headcast.predictor.report.settings import ReportSettings
-from headcast.predictor.report.tables import Findings
+from headcast.experiments.report.claims import Claim, judge
+from headcast.experiments.report.measures import THIRDS, ablation_summary
+from headcast.experiments.report.settings import ReportSettings
+from headcast.experiments.report.tables import Findings
 
 
 def _f(value: float | None, digits: int = 1, signed: bool = False) -> str:
