@@ -248,7 +248,7 @@ def render(f: Findings, figure_dir: str) -> str:
         "",
         "## Scores of the zoo (each run's final checkpoint)",
         "",
-        markdown_table(f.zoo.root / "scores.csv"),
+        markdown_table(f.zoo.layout.scores),
         "",
         "## 1. Where visual heads sit",
         "",
