@@ -10,7 +10,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from headcast.experiments.report import evidence, wording
+from headcast.experiments.report import wording
+from headcast.experiments.report.evidence import (
+    Link,
+    ablation_intro,
+    correlation_evidence,
+    data_evidence,
+    depth_evidence,
+    late_evidence,
+    matter_evidence,
+    no_evidence,
+    no_intro,
+    probes_evidence,
+    training_evidence,
+)
 from headcast.experiments.report.measures import ablation_summary
 from headcast.experiments.report.tables import Findings
 from headcast.experiments.report.verdicts import (
@@ -31,12 +44,12 @@ class Section:
     """A numbered part of the report: its heading, and what it says before its first claim."""
 
     title: str
-    intro: Callable[[Findings], list[str]] = evidence.no_intro
+    intro: Callable[[Findings], list[str]] = no_intro
 
 
 WHERE = Section("1. Where visual heads sit")
 TRACKING = Section("2. Does concentration track the benchmarks?")
-ABLATIONS = Section("3. Do visual heads matter? Ablations", evidence.ablation_intro)
+ABLATIONS = Section("3. Do visual heads matter? Ablations", ablation_intro)
 PROBE_COUNT = Section("4. How many probes does the predictor need?")
 
 
@@ -51,7 +64,7 @@ class ClaimRecord:
     section: Section
     judge: Callable[[Findings], Claim]
     text: Callable[[Claim, Findings], str]  # the numbers behind the verdict, in words
-    evidence: Callable[[Findings, evidence.Link], list[str]] = evidence.no_evidence
+    evidence: Callable[[Findings, Link], list[str]] = no_evidence
 
 
 def _finals(f: Findings) -> list[str]:
@@ -76,7 +89,7 @@ CLAIMS: tuple[ClaimRecord, ...] = (
         section=WHERE,
         judge=lambda f: claim_depth(f.profile, _finals(f), f.settings),
         text=lambda c, f: wording.depth_text(c),
-        evidence=evidence.depth_evidence,
+        evidence=depth_evidence,
     ),
     ClaimRecord(
         name="training",
@@ -86,7 +99,7 @@ CLAIMS: tuple[ClaimRecord, ...] = (
         section=WHERE,
         judge=lambda f: claim_training(f.training, f.settings),
         text=lambda c, f: wording.training_text(c, f.settings),
-        evidence=evidence.training_evidence,
+        evidence=training_evidence,
     ),
     ClaimRecord(
         name="correlation",
@@ -96,7 +109,7 @@ CLAIMS: tuple[ClaimRecord, ...] = (
         section=TRACKING,
         judge=lambda f: claim_correlation(f.corr, f.settings),
         text=lambda c, f: wording.correlation_text(c),
-        evidence=evidence.correlation_evidence,
+        evidence=correlation_evidence,
     ),
     ClaimRecord(
         name="data",
@@ -106,7 +119,7 @@ CLAIMS: tuple[ClaimRecord, ...] = (
         section=TRACKING,
         judge=lambda f: claim_data(f.by_data, f.settings),
         text=lambda c, f: wording.data_text(c),
-        evidence=evidence.data_evidence,
+        evidence=data_evidence,
     ),
     ClaimRecord(
         name="matter",
@@ -116,7 +129,7 @@ CLAIMS: tuple[ClaimRecord, ...] = (
         section=ABLATIONS,
         judge=lambda f: claim_matter(ablation_summary(f.ablation), f.settings),
         text=lambda c, f: wording.matter_text(c, f.settings),
-        evidence=evidence.matter_evidence,
+        evidence=matter_evidence,
     ),
     ClaimRecord(
         name="late",
@@ -126,7 +139,7 @@ CLAIMS: tuple[ClaimRecord, ...] = (
         section=ABLATIONS,
         judge=lambda f: claim_late(ablation_summary(f.ablation), f.settings),
         text=lambda c, f: wording.late_text(c, f.settings),
-        evidence=evidence.late_evidence,
+        evidence=late_evidence,
     ),
     ClaimRecord(
         name="probes",
@@ -136,7 +149,7 @@ CLAIMS: tuple[ClaimRecord, ...] = (
         section=PROBE_COUNT,
         judge=lambda f: claim_probes(f.curve, f.curve_baseline, f.settings),
         text=lambda c, f: wording.probes_text(c, f.settings, f.curve_source),
-        evidence=evidence.probes_evidence,
+        evidence=probes_evidence,
     ),
 )
 
