@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from headcast.experiments.layout import PROBE_SET, probe_file
 from headcast.experiments.scenes import BENCHMARKS, Item, make_items
 
 PROBE_TASKS = ("count_general", "count_object", "count_super", "pope_adversarial", "attribute", "spatial")
@@ -66,6 +67,6 @@ def write_probes(out: str | Path, seed: int, n: int, resolution: int = 56, grid:
         task: make_items(f"{seed}-probe", task, -(-n // len(PROBE_TASKS)), grid) for task in PROBE_TASKS
     }
     items = [per_task[PROBE_TASKS[i % len(PROBE_TASKS)]][i // len(PROBE_TASKS)] for i in range(n)]
-    write_items(items, tmp, "probes", resolution, answers=False)
+    write_items(items, tmp, PROBE_SET, resolution, answers=False)
     _replace_dir(tmp, out)
-    return out / "probes.jsonl"
+    return probe_file(out)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from headcast.experiments.layout import ZooLayout
 from headcast.extract.probes import read_probes
 from headcast.files import atomic_output
 from headcast.tables import write_features
@@ -25,18 +26,16 @@ from headcast.tables import write_features
 def extract_zoo(zoo: Path, progress: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Features and per-head tables of every zoo checkpoint, written beside the zoo (cached)."""
     from headcast.contract import ExtractionSettings
-    from headcast.experiments.zoo import checkpoint_dirs
     from headcast.extract.pipeline import extract_features, per_head_tables
 
-    folders = checkpoint_dirs(zoo)
-    names = [f.relative_to(zoo / "checkpoints").as_posix() for f in folders]
+    layout = ZooLayout(zoo)
+    folders = layout.checkpoint_folders()
+    names = [layout.checkpoint_name(f) for f in folders]
     settings = ExtractionSettings()
-    table, metrics = extract_features(
-        folders, read_probes(zoo / "probes" / "probes.jsonl"), settings, names, progress
-    )
+    table, metrics = extract_features(folders, read_probes(layout.probes), settings, names, progress)
     per_head = per_head_tables(metrics, settings.thresholds)
-    write_features(table, {m.checkpoint: m.settings for m in metrics}, zoo / "features.parquet")  # for reuse
-    with atomic_output(zoo / "per_head.parquet") as tmp:
+    write_features(table, {m.checkpoint: m.settings for m in metrics}, layout.features)  # for reuse
+    with atomic_output(layout.per_head) as tmp:
         per_head.to_parquet(tmp, index=False)
     return table, {m.checkpoint: m.settings for m in metrics}, per_head
 
@@ -88,26 +87,26 @@ def run_demo(args: argparse.Namespace) -> int:
     import mlflow
     from transformers.utils import logging
 
+    from headcast.experiments.report import settings_from_config, write_report
     from headcast.experiments.zoo import build, load_config
-    from headcast.extract.evaluate import items_path
     from headcast.predictor.anchors import write_anchor_probes
     from headcast.predictor.budget import load_item_results
     from headcast.predictor.dataset import build_dataset
     from headcast.predictor.frontier import format_frontier, frontier
     from headcast.predictor.registry import CHAMPION, REGISTERED_NAME
-    from headcast.predictor.report import settings_from_config, write_report
     from headcast.predictor.scores import read_scores
     from headcast.predictor.tracking import fit_and_track, format_report, log_frontier
 
     logging.disable_progress_bar()
     zoo = Path(args.zoo or Path("zoo") / args.preset)
+    layout = ZooLayout(zoo)
     scores_csv = build(args.preset, zoo, args.seed, jobs=args.jobs)
     features, settings, per_head = extract_zoo(zoo, progress=not args.json)
     scores = read_scores(scores_csv)
     dataset = build_dataset(features, scores, settings)
     items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
-    probe_count = len(read_probes(zoo / "probes" / "probes.jsonl"))
-    matrices = load_item_results(items_path(scores_csv), scores, dataset)
+    probe_count = len(read_probes(layout.probes))
+    matrices = load_item_results(layout.items, scores, dataset)
     report = fit_and_track(
         dataset,
         args.experiment,
@@ -122,7 +121,7 @@ def run_demo(args: argparse.Namespace) -> int:
     result = summary(report, dataset)
     result["training_runs"] = log_held_out_predictions(zoo, dataset, report.predictions, args.zoo_experiment)
     anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")
-    result["anchors"] = str(write_anchor_probes(anchors, zoo / "benchmarks", zoo / "anchors.jsonl"))
+    result["anchors"] = str(write_anchor_probes(anchors, layout.benchmarks, layout.anchors))
     frontiers = [frontier(dataset, matrices, protocol, jobs=args.jobs) for protocol in args.protocols]
     for result_of_protocol in frontiers:
         log_frontier(result_of_protocol, report.run_id)
@@ -131,7 +130,7 @@ def run_demo(args: argparse.Namespace) -> int:
         result["frontiers"] = [f.as_json() for f in frontiers]
     report_settings = load_config(args.preset).raw.get("report")
     if report_settings is not None and args.report:  # presets that ask for it (full) check the paper's claims
-        result["report"] = str(write_report(zoo, zoo / "report", settings_from_config(report_settings)))
+        result["report"] = str(write_report(zoo, layout.report, settings_from_config(report_settings)))
     if args.json:
         print(json.dumps(result))
         return 0

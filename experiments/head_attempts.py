@@ -30,13 +30,14 @@ from headcast.schema import confidence_feature_columns, head_feature_columns
 
 def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:
     from headcast.experiments.demo import extract_zoo
-    from headcast.extract.evaluate import items_path
+    from headcast.experiments.layout import ZooLayout
     from headcast.predictor.scores import read_scores
 
+    layout = ZooLayout(zoo)
     features, settings, per_head = extract_zoo(zoo, progress=False)
-    scores = read_scores(zoo / "scores.csv")
+    scores = read_scores(layout.scores)
     dataset = build_dataset(features, scores, settings)
-    return dataset, load_item_results(items_path(zoo / "scores.csv"), scores, dataset), per_head
+    return dataset, load_item_results(layout.items, scores, dataset), per_head
 
 
 def forced_methods(dataset: Dataset, items: dict, budgets=(4, 8, 16)) -> pd.DataFrame:

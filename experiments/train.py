@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -387,7 +386,3 @@ def even_steps(last: int, n: int) -> tuple[int, ...]:
     log-spaced ones spend most of a run's checkpoints before anything is learned.
     """
     return tuple(sorted({max(1, round(last * (i + 1) / n)) for i in range(n)}))
-
-
-def save_paths(root: Path, run: str, step: int) -> Path:
-    return root / run / f"{step:06d}"

@@ -1,15 +1,8 @@
 """`headcast zoo build`: the ground truth of the whole product, built on a CPU.
 
 Builds, into one folder, a suite of synthetic benchmarks, an unlabeled probe set, and many tiny LLaVA
-checkpoints along training whose benchmark scores are then measured:
-
-    DIR/zoo.json                      what was built (preset config + seed): a stamp
-    DIR/benchmarks/<benchmark>.jsonl  held-out items with answers, images under images/
-    DIR/probes/probes.jsonl           unlabeled probe items on other images, for extraction
-    DIR/checkpoints/<run>/<step>/     ordinary Hugging Face checkpoint folders
-    DIR/scores.csv                    checkpoint, benchmark, score, n (checkpoint relative to checkpoints/)
-    DIR/scores.items.parquet          per-item ground truth: checkpoint, benchmark, item, correct, answer,
-                                      prob (the gold answer's), confidence (the top token's)
+checkpoints along training whose benchmark scores are then measured; `experiments.layout.ZooLayout`
+says where each piece lives.
 
 Every piece is written atomically and skipped when present, so an interrupted build resumes; the
 stamp refuses to mix two different configurations in one folder.
@@ -28,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from headcast.errors import HeadcastError
+from headcast.experiments.layout import ZooLayout
 from headcast.experiments.presets import ZooConfig, load_config
 from headcast.experiments.scenes import BENCHMARKS, CHANCE
-from headcast.extract.evaluate import items_path, scores_of, write_items, write_scores
+from headcast.extract.evaluate import scores_of, write_items, write_scores
 from headcast.files import atomic_output
 
 STAMP_VERSION = 2  # 2: per-item results
@@ -40,7 +34,7 @@ def _stamp(out: Path, config: ZooConfig, seed: int) -> None:
     """Write DIR/zoo.json, or refuse when DIR holds a zoo built from other settings."""
     built_from = {k: v for k, v in config.raw.items() if k != "report"}  # the report does not change the zoo
     stamp = {"version": STAMP_VERSION, "preset": config.name, "seed": seed, "config": built_from}
-    path = out / "zoo.json"
+    path = ZooLayout(out).stamp
     if path.exists():
         old = json.loads(path.read_text())
         if old != stamp:
@@ -86,7 +80,7 @@ def _atomic_checkpoint(model, processor, final: Path, meta: dict) -> None:
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(model, processor, tmp)
-    (tmp / "zoo_run.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    ZooLayout.run_meta(tmp).write_text(json.dumps(meta, indent=1, sort_keys=True))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -119,19 +113,20 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
 
     config = load_config(preset)
     _stamp(out, config, seed)
+    layout = ZooLayout(out)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     res, grid = config.resolution, config.grid
 
-    if not (out / "benchmarks").exists():
-        write_suite(out / "benchmarks", seed, config.benchmark_items, res, grid)
-    if not (out / "probes").exists():
-        write_probes(out / "probes", seed, config.probe_items, res, grid)
+    if not layout.benchmarks.exists():
+        write_suite(layout.benchmarks, seed, config.benchmark_items, res, grid)
+    if not layout.probe_dir.exists():
+        write_probes(layout.probe_dir, seed, config.probe_items, res, grid)
     timings["data"] = time.perf_counter() - started
 
-    (out / "cache").mkdir(exist_ok=True)
+    layout.cache.mkdir(exist_ok=True)
     torch.manual_seed(seed)
-    vision_file = out / "cache" / "vision.safetensors"
+    vision_file = layout.vision_weights
     if not vision_file.exists():
         t = time.perf_counter()
         vcfg = config.vision
@@ -143,10 +138,10 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
         _save_tensors(vision_file, state)
         timings["vision"] = time.perf_counter() - t
 
-    todo = [r for r in config.runs if not (out / "checkpoints" / r.name / ".done").exists()]
+    todo = [r for r in config.runs if not layout.run_done(r.name).exists()]
     # One language model per LM shape, shared by the runs of that shape: pretrain them first.
     languages = {_lm_key(r.spec): r.name for r in todo if not _lm_file(out, r.spec).exists()}
-    unscored = {p.parent.name for p in checkpoint_dirs(out) if not _items_file(out, p).exists()}
+    unscored = {p.parent.name for p in layout.checkpoint_folders() if not layout.checkpoint_items(p).exists()}
     to_score = [r.name for r in config.runs if r.name in unscored or r in todo]  # the config's order
     stages = (
         ("language models", _language_job, list(languages.values())),
@@ -162,9 +157,9 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     items = zoo_items(out)
     timings["total"] = time.perf_counter() - started
     if todo or "vision" in timings:  # a call that only reuses the zoo keeps the record of its build
-        _write_json(out / "build_times.json", timings)
-    write_items(items, items_path(out / "scores.csv"))
-    return write_scores(scores_of(items), out / "scores.csv")
+        _write_json(layout.build_times, timings)
+    write_items(items, layout.items)
+    return write_scores(scores_of(items), layout.scores)
 
 
 def _in_parallel(job, arguments: list[tuple], jobs: int, desc: str):
@@ -192,7 +187,7 @@ def _in_parallel(job, arguments: list[tuple], jobs: int, desc: str):
 
 
 def _lm_file(out: Path, spec) -> Path:
-    return out / "cache" / f"lm-{_lm_key(spec)}.safetensors"
+    return ZooLayout(out).language_weights(_lm_key(spec))
 
 
 def _find_run(config: ZooConfig, name: str):
@@ -279,7 +274,7 @@ def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, pro
     caption, instruct, curriculum = _training_sets(
         preset, seed, spec.arch, spec.image_size, spec.patch_size, spec.anyres_grid
     )
-    run_dir = out / "checkpoints" / run.name
+    layout = ZooLayout(out)
     meta = {
         "run": run.name,
         "strategy": run.strategy,
@@ -290,13 +285,11 @@ def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, pro
     }
 
     def save(model, processor, step):
-        _atomic_checkpoint(
-            model, processor, train.save_paths(run_dir.parent, run.name, step), meta | {"step": step}
-        )
+        _atomic_checkpoint(model, processor, layout.checkpoint(run.name, step), meta | {"step": step})
 
     train.train_run(
         run,
-        _load_tensors(out / "cache" / "vision.safetensors"),
+        _load_tensors(layout.vision_weights),
         _load_tensors(_lm_file(out, spec)),
         caption,
         instruct,
@@ -305,20 +298,8 @@ def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, pro
         curriculum_data=curriculum,
         progress=progress,
     )
-    (run_dir / ".done").write_text("")
+    layout.run_done(run.name).write_text("")
     return f"run {run.name}", time.perf_counter() - t
-
-
-def checkpoint_dirs(out: Path) -> list[Path]:
-    """Every finished checkpoint folder of the zoo, sorted by run, then step."""
-    return sorted(
-        p.parent for p in (out / "checkpoints").glob("*/*/config.json") if not p.parent.name.endswith(".tmp")
-    )
-
-
-def _items_file(out: Path, checkpoint: Path) -> Path:
-    name = checkpoint.relative_to(out / "checkpoints").as_posix()
-    return out / "items" / f"{name.replace('/', '__')}.parquet"
 
 
 def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
@@ -335,12 +316,13 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
         logging.disable_progress_bar()
     t = time.perf_counter()
     config = load_config(preset)
-    suite, encoded = load_suite(out / "benchmarks"), {}
-    for path in checkpoint_dirs(out):
-        cached = _items_file(out, path)
+    layout = ZooLayout(out)
+    suite, encoded = load_suite(layout.benchmarks), {}
+    for path in layout.checkpoint_folders():
+        cached = layout.checkpoint_items(path)
         if path.parent.name != run_name or cached.exists():
             continue
-        name = path.relative_to(out / "checkpoints").as_posix()
+        name = layout.checkpoint_name(path)
         rows = evaluate_checkpoint(
             path, suite, device="cpu", batch_size=32, max_new_tokens=config.answer_tokens, encoded=encoded
         )
@@ -353,7 +335,8 @@ def zoo_items(out: Path) -> list[dict]:
     """The per-item results of every checkpoint, from the evaluation cache."""
     import pandas as pd
 
-    tables = [pd.read_parquet(_items_file(out, path)) for path in checkpoint_dirs(out)]
+    layout = ZooLayout(out)
+    tables = [pd.read_parquet(layout.checkpoint_items(path)) for path in layout.checkpoint_folders()]
     return pd.concat(tables, ignore_index=True).to_dict("records")
 
 

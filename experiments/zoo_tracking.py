@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from headcast.errors import HeadcastError
+from headcast.experiments.layout import RUN_META_FILE, ZooLayout
 from headcast.predictor.dataset import run_of, step_of
 from headcast.predictor.metric_names import metric_key
 
@@ -36,9 +37,9 @@ def _flat(prefix: str, value: object) -> dict[str, str]:
 
 def run_params(run_dir: Path) -> dict[str, str]:
     """A training run's settings, from the `zoo_run.json` its checkpoints carry, plus `output_dir`."""
-    metas = sorted(run_dir.glob("*/zoo_run.json"))
+    metas = sorted(run_dir.glob(f"*/{RUN_META_FILE}"))
     if not metas:
-        raise HeadcastError(f"{run_dir} holds no zoo checkpoints (no */zoo_run.json); build the zoo first")
+        raise HeadcastError(f"{run_dir} holds no zoo checkpoints (no */{RUN_META_FILE}); build the zoo first")
     meta = json.loads(metas[0].read_text(encoding="utf-8"))
     meta.pop("step", None)
     return _flat("", meta) | {"output_dir": str(run_dir.resolve())}
@@ -54,7 +55,8 @@ def log_training_runs(zoo: str | Path, experiment: str = ZOO_EXPERIMENT) -> dict
     from headcast.predictor.tracking import use_experiment
 
     zoo = Path(zoo)
-    scores = read_scores(zoo / "scores.csv")
+    layout = ZooLayout(zoo)
+    scores = read_scores(layout.scores)
     configure_tracking()
     client = MlflowClient()
     experiment_id = use_experiment(experiment)
@@ -71,7 +73,7 @@ def log_training_runs(zoo: str | Path, experiment: str = ZOO_EXPERIMENT) -> dict
         if name in logged:
             continue
         run = client.create_run(experiment_id, run_name=name, tags={TRAINING_RUN_TAG: name, ZOO_TAG: where})
-        params = [Param(k, v[:6000]) for k, v in run_params(zoo / "checkpoints" / name).items()]
+        params = [Param(k, v[:6000]) for k, v in run_params(layout.run_dir(name)).items()]
         metrics = [
             Metric(
                 metric_key("score", row.benchmark, sep="/"),

@@ -12,6 +12,7 @@ from headcast.errors import HeadcastError
 def build_parser() -> argparse.ArgumentParser:
     from headcast.experiments.cli import add_zoo_parser
     from headcast.experiments.demo import add_demo_parser
+    from headcast.experiments.report.cli import add_report_parser
     from headcast.extract.cli import (
         add_ablate_parser,
         add_evaluate_parser,
@@ -19,7 +20,6 @@ def build_parser() -> argparse.ArgumentParser:
         add_probes_parser,
     )
     from headcast.predictor.cli import add_predictor_parsers
-    from headcast.predictor.report.cli import add_report_parser
     from headcast.predictor.service.cli import add_serve_parser
 
     parser = argparse.ArgumentParser(

@@ -24,7 +24,7 @@ CLI_MODULES = {
     "headcast.extract.cli",
     "headcast.experiments.cli",
     "headcast.predictor.service.cli",
-    "headcast.predictor.report.cli",
+    "headcast.experiments.report.cli",
 }
 ENTRY_POINTS = {"headcast/cli.py", "headcast/__main__.py"}  # what may wire the command-line modules together
 

@@ -7,6 +7,7 @@ import json
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
+from headcast.experiments.layout import ZooLayout
 from headcast.predictor.frontier import ESTIMATORS as FRONTIER_ESTIMATORS
 from headcast.predictor.tracking import configure_tracking
 
@@ -23,7 +24,8 @@ def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_
     for entry in result["benchmarks"].values():
         assert set(entry) >= {"headcast", "mean_baseline", "subset_baseline", "step_baseline"}
         assert set(entry["headcast"]) >= {"mae", "spearman"} and entry["mean_baseline"]["mae"] >= 0
-    assert (smoke_zoo / "features.parquet").is_file() and (smoke_zoo / "per_head.parquet").is_file()
+    zoo = ZooLayout(smoke_zoo)
+    assert zoo.features.is_file() and zoo.per_head.is_file()
     configure_tracking()
     version = MlflowClient().get_model_version_by_alias("headcast-predictor", "champion")
     assert str(version.version) == result["model_version"]
@@ -34,7 +36,7 @@ def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_
         assert set(estimators) == set(FRONTIER_ESTIMATORS)
         assert estimators["subset"][0] is None and estimators["heads"][1] is None
         assert all(v >= 0 for v in estimators["hybrid"]) and all(v >= 0 for v in estimators["subset"][1:])
-    anchors = [json.loads(line) for line in (smoke_zoo / "anchors.jsonl").read_text().splitlines()]
+    anchors = [json.loads(line) for line in zoo.anchors.read_text().splitlines()]
     assert {a["task"] for a in anchors} == set(result["benchmarks"]) and len(anchors) <= 8 * 8
     assert all(a["answer"] for a in anchors)  # items whose correctness vectors coincide share one anchor
     training = MlflowClient().get_experiment_by_name(result["training_runs"])

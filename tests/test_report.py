@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from headcast.cli import build_parser
 from headcast.errors import HeadcastError
-from headcast.experiments.zoo import build
-from headcast.predictor.report import (
+from headcast.experiments.layout import ZooLayout
+from headcast.experiments.report import (
     THIRDS,
     ReportSettings,
     ablation_results,
@@ -25,7 +25,8 @@ from headcast.predictor.report import (
     read_zoo,
     settings_from_yaml,
 )
-from headcast.predictor.report.collect import ablation_means
+from headcast.experiments.report.collect import ablation_means
+from headcast.experiments.zoo import build
 
 
 def report(*argv: str) -> int:
@@ -155,7 +156,7 @@ def test_ablations_on_a_subset_score_the_first_items_as_the_evaluator_did(zoo):
     )
     settings = ReportSettings(ks=(1,), seeds=1, ablation_items=3)
     result = ablation_results(table, per_head, settings, progress=False)
-    items = pd.read_parquet(zoo / "scores.items.parquet")
+    items = pd.read_parquet(ZooLayout(zoo).items)
     items = items[items["checkpoint"].isin(finals)]
     first = items.groupby(["checkpoint", "benchmark"], sort=False).head(3)
     expected = first.groupby(["checkpoint", "benchmark"])["correct"].mean() * 100

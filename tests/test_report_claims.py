@@ -4,13 +4,18 @@ and the thresholds come from `ReportSettings` (no model, no zoo)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from headcast.errors import HeadcastError
-from headcast.predictor.report.claims import (
+from headcast.experiments.report.claims import CLAIMS
+from headcast.experiments.report.cli import add_report_parser, settings_from_args
+from headcast.experiments.report.measures import depth_profile, visual_sets_along_training
+from headcast.experiments.report.settings import ReportSettings, settings_from_yaml
+from headcast.experiments.report.verdicts import (
     FAILS,
     FALLS,
     FLAT,
@@ -29,10 +34,7 @@ from headcast.predictor.report.claims import (
     claim_training,
     share_verdict,
 )
-from headcast.predictor.report.cli import add_report_parser, settings_from_args
-from headcast.predictor.report.measures import depth_profile, visual_sets_along_training
-from headcast.predictor.report.render import late_text, sparse_text, thresholds_text
-from headcast.predictor.report.settings import ReportSettings, settings_from_yaml
+from headcast.experiments.report.wording import late_text, sparse_text, thresholds_text
 
 S = ReportSettings()
 RUNS = ("a", "b", "c", "d")
@@ -283,3 +285,12 @@ def test_command_line_options_override_the_settings_file(tmp_path):
     assert (settings.mode, settings.seeds, settings.little_loss, settings.ks) == ("mean", 2, 1.5, S.ks)
     args = parser.parse_args(["report", "--zoo", "z", "--out", "o"])
     assert settings_from_args(args) == S
+
+
+def test_each_claim_is_registered_once_and_each_section_gathers_its_claims_in_one_run():
+    """The render groups consecutive claims by section: a claim filed apart from its section's others
+    would open that section a second time."""
+    names = [record.name for record in CLAIMS]
+    assert len(names) == len(set(names)) == 8
+    sections = [section.title for section, _ in itertools.groupby(CLAIMS, key=lambda record: record.section)]
+    assert len(sections) == len(set(sections)) == 4

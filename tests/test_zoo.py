@@ -11,6 +11,7 @@ import yaml
 
 from headcast.cli import build_parser
 from headcast.errors import HeadcastError
+from headcast.experiments.layout import ZooLayout
 from headcast.experiments.scenes import BENCHMARKS
 from headcast.experiments.train import even_steps
 from headcast.experiments.zoo import build, load_config, markdown_table
@@ -59,11 +60,11 @@ def test_full_preset_resembles_the_papers_models():
 def test_curriculum_runs_checkpoint_across_both_phases(smoke_zoo):
     run = next(r for r in load_config("smoke").runs if r.curriculum)
     assert run.checkpoints[-1] == run.curriculum + run.steps
-    saved = sorted(int(p.name) for p in (smoke_zoo / "checkpoints" / run.name).glob("0*"))
+    zoo = ZooLayout(smoke_zoo)
+    saved = sorted(int(p.name) for p in zoo.run_dir(run.name).glob("0*"))
     assert saved == list(run.checkpoints)
     assert saved[0] <= run.curriculum < saved[-1]
-    last = smoke_zoo / "checkpoints" / run.name / f"{saved[-1]:06d}"
-    meta = json.loads((last / "zoo_run.json").read_text())
+    meta = json.loads(zoo.run_meta(zoo.checkpoint(run.name, saved[-1])).read_text())
     assert (meta["curriculum"], meta["steps"]) == (run.curriculum, run.curriculum + run.steps)
 
 
@@ -81,54 +82,55 @@ def test_unknown_preset_is_a_one_line_error():
 
 
 def test_smoke_build_writes_checkpoints_benchmarks_probes_and_scores(smoke_zoo):
-    runs = sorted(p.name for p in (smoke_zoo / "checkpoints").iterdir())
+    zoo = ZooLayout(smoke_zoo)
+    runs = sorted(p.name for p in zoo.checkpoints.iterdir())
     assert runs == sorted(r.name for r in load_config("smoke").runs)
-    checkpoints = sorted(p.parent for p in (smoke_zoo / "checkpoints").glob("*/*/model.safetensors"))
+    checkpoints = sorted(p.parent for p in zoo.checkpoints.glob("*/*/model.safetensors"))
     assert len(checkpoints) == 5 * len(runs)
-    assert sorted(p.stem for p in (smoke_zoo / "benchmarks").glob("*.jsonl")) == sorted(BENCHMARKS)
-    assert all(p.answer is None for p in read_probes(smoke_zoo / "probes" / "probes.jsonl"))
-    rows = _scores(smoke_zoo / "scores.csv")
+    assert sorted(p.stem for p in zoo.benchmarks.glob("*.jsonl")) == sorted(BENCHMARKS)
+    assert all(p.answer is None for p in read_probes(zoo.probes))
+    rows = _scores(zoo.scores)
     assert len(rows) == len(checkpoints) * len(BENCHMARKS)
     named = {r["checkpoint"] for r in rows}
-    assert named == {c.relative_to(smoke_zoo / "checkpoints").as_posix() for c in checkpoints}
+    assert named == {c.relative_to(zoo.checkpoints).as_posix() for c in checkpoints}
     assert all(0.0 <= float(r["score"]) <= 100.0 and int(r["n"]) == 8 for r in rows)
 
 
 def test_zoo_checkpoints_load_through_extract_like_any_checkpoint(smoke_zoo):
-    for run in (smoke_zoo / "checkpoints").iterdir():
+    for run in ZooLayout(smoke_zoo).checkpoints.iterdir():
         folder = sorted(run.iterdir())[-1]
         checkpoint = load_checkpoint(folder, device="cpu")
-        meta = json.loads((folder / "zoo_run.json").read_text())
+        meta = json.loads(ZooLayout.run_meta(folder).read_text())
         assert checkpoint.arch == meta["spec"]["arch"] and checkpoint.text_model == meta["spec"]["family"]
         assert checkpoint.processor.chat_template
 
 
 def test_rebuilding_resumes_without_retraining_and_a_lost_run_comes_back_identical(smoke_zoo, tmp_path):
-    copy = tmp_path / "zoo"
-    shutil.copytree(smoke_zoo, copy)
-    before = (copy / "scores.csv").read_text()
-    stamps = {p: p.stat().st_mtime_ns for p in copy.glob("checkpoints/*/*/model.safetensors")}
-    build("smoke", copy, seed=0)
-    assert {p: p.stat().st_mtime_ns for p in copy.glob("checkpoints/*/*/model.safetensors")} == stamps
+    copy = ZooLayout(tmp_path / "zoo")
+    shutil.copytree(smoke_zoo, copy.root)
+    before = copy.scores.read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in copy.checkpoints.glob("*/*/model.safetensors")}
+    build("smoke", copy.root, seed=0)
+    assert {p: p.stat().st_mtime_ns for p in copy.checkpoints.glob("*/*/model.safetensors")} == stamps
     # An interruption mid-run: the run's marker, a checkpoint and its scores are gone.
-    run = sorted((copy / "checkpoints").iterdir())[0]
-    (run / ".done").unlink()
-    shutil.rmtree(sorted(p for p in run.iterdir() if p.is_dir())[-1])
-    for cached in (copy / "scores").glob(f"{run.name}__*.json"):
-        cached.unlink()
-    (copy / "scores.csv").unlink()
-    build("smoke", copy, seed=0)
-    assert (copy / "scores.csv").read_text() == before
+    run = sorted(copy.checkpoints.iterdir())[0]
+    copy.run_done(run.name).unlink()
+    lost = sorted(p for p in run.iterdir() if p.is_dir())[-1]
+    shutil.rmtree(lost)
+    copy.checkpoint_items(lost).unlink()
+    copy.scores.unlink()
+    build("smoke", copy.root, seed=0)
+    assert copy.scores.read_text() == before
 
 
 def test_training_runs_in_parallel_processes_gives_the_same_zoo(smoke_zoo, tmp_path):
-    out = tmp_path / "parallel"
-    shutil.copytree(smoke_zoo / "benchmarks", out / "benchmarks")  # the data is not what is tested
-    shutil.copytree(smoke_zoo / "probes", out / "probes")
-    build("smoke", out, seed=0, jobs=2)
-    assert (out / "scores.csv").read_text() == (smoke_zoo / "scores.csv").read_text()
-    for weights in smoke_zoo.glob("checkpoints/*/*/model.safetensors"):
-        twin = out / weights.relative_to(smoke_zoo)
+    zoo, out = ZooLayout(smoke_zoo), ZooLayout(tmp_path / "parallel")
+    shutil.copytree(zoo.benchmarks, out.benchmarks)  # the data is not what is tested
+    shutil.copytree(zoo.probe_dir, out.probe_dir)
+    build("smoke", out.root, seed=0, jobs=2)
+    assert out.scores.read_text() == zoo.scores.read_text()
+    for weights in zoo.checkpoints.glob("*/*/model.safetensors"):
+        twin = out.root / weights.relative_to(zoo.root)
         assert twin.read_bytes() == weights.read_bytes()
 
 
@@ -139,11 +141,13 @@ def test_one_answer_token_scores_what_four_do_on_zoo_checkpoints(smoke_zoo, tmp_
     raw = load_config("smoke").raw | {"answer_tokens": 1}
     config = tmp_path / "one-token.yaml"
     config.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "zoo"
-    for part in ("benchmarks", "probes", "checkpoints", "cache"):
-        shutil.copytree(smoke_zoo / part, out / part)  # trained already: only scoring runs
-    build(str(config), out, seed=0)
-    one, four = (pd.read_parquet(zoo / "scores.items.parquet") for zoo in (out, smoke_zoo))
+    zoo, out = ZooLayout(smoke_zoo), ZooLayout(tmp_path / "zoo")
+    trained = (zoo.benchmarks, zoo.probe_dir, zoo.checkpoints, zoo.cache)  # already: only scoring runs
+    copies = (out.benchmarks, out.probe_dir, out.checkpoints, out.cache)
+    for source, target in zip(trained, copies, strict=True):
+        shutil.copytree(source, target)
+    build(str(config), out.root, seed=0)
+    one, four = (pd.read_parquet(layout.items) for layout in (out, zoo))
     pd.testing.assert_frame_equal(
         one[["checkpoint", "item", "correct"]], four[["checkpoint", "item", "correct"]]
     )
@@ -167,4 +171,4 @@ def test_zoo_command_line_builds_and_prints_the_table(smoke_zoo, capsys):
     args.func(args)
     table = capsys.readouterr().out
     assert "| checkpoint |" in table and "*chance*" in table
-    assert markdown_table(smoke_zoo / "scores.csv").count("\n") == len(load_config("smoke").runs) + 3
+    assert markdown_table(ZooLayout(smoke_zoo).scores).count("\n") == len(load_config("smoke").runs) + 3

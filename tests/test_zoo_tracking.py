@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from headcast.experiments.layout import ZooLayout
 from headcast.experiments.zoo_tracking import TRAINING_RUN_TAG, log_training_runs
 from headcast.predictor.dataset import run_of, step_of
 from headcast.predictor.registry import configure_tracking
@@ -27,14 +28,14 @@ def test_each_training_run_becomes_an_mlflow_run_with_its_config_and_score_curve
     experiment = mlflow.get_experiment_by_name("zoo-test")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = store.search_runs([experiment.experiment_id])
-    scores = pd.read_csv(smoke_zoo / "scores.csv")
+    scores = pd.read_csv(ZooLayout(smoke_zoo).scores)
     assert (
         sorted(r.info.run_name for r in runs) == sorted(set(scores["checkpoint"].map(run_of))) == sorted(ids)
     )
     for run in runs:
         name = run.info.run_name
         assert run.data.tags[TRAINING_RUN_TAG] == name and run.info.status == "FINISHED"
-        assert Path(run.data.params["output_dir"]) == (smoke_zoo / "checkpoints" / name).resolve()
+        assert Path(run.data.params["output_dir"]) == ZooLayout(smoke_zoo).run_dir(name).resolve()
         assert {"strategy", "data", "steps", "spec.layers", "spec.heads"} <= set(run.data.params)
         mine = scores[scores["checkpoint"].map(run_of) == name]
         for benchmark, table in mine.groupby("benchmark"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from headcast.predictor.report.measures import CORRELATED, THIRDS, probe_curve_summary
+from headcast.experiments.report.measures import CORRELATED, THIRDS, probe_curve_summary
 
 COLOURS = (
     "tab:blue",

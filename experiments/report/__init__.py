@@ -10,14 +10,16 @@ Four measurements:
 
 One room per job, so that each can be read and tested alone:
 `settings` (what is measured, every verdict threshold), `tables` (reading the zoo), `measures` (pure
-functions on tables), `collect` (the model work), `claims` (tables + settings -> verdict + numbers),
-`figures`, `render` (Markdown worded from claims and settings, no typed number), `tracking` (MLflow),
-`write` (`write_report`: all of it into a folder) and `cli` (the command).
+functions on tables), `collect` (the model work), `verdicts` (tables + settings -> verdict + numbers),
+`wording` (a claim's numbers in words), `evidence` (the figure and table under each claim), `claims`
+(one record per claim tying those together, in report order), `figures`, `render` (the Markdown, one
+loop over the claims, no typed number), `tracking` (MLflow), `write` (`write_report`: all of it into a
+folder) and `cli` (the command).
 """
 
-from headcast.predictor.report.claims import Claim, judge
-from headcast.predictor.report.collect import ablation_results, measure, probe_size_curve
-from headcast.predictor.report.measures import (
+from headcast.experiments.report.claims import CLAIMS, ClaimRecord, judge
+from headcast.experiments.report.collect import ablation_results, measure, probe_size_curve
+from headcast.experiments.report.measures import (
     CORRELATED,
     THIRDS,
     ablation_summary,
@@ -27,17 +29,20 @@ from headcast.predictor.report.measures import (
     rank_heads,
     within_run_by_data,
 )
-from headcast.predictor.report.render import render
-from headcast.predictor.report.settings import ReportSettings, settings_from_config, settings_from_yaml
-from headcast.predictor.report.tables import Findings, Zoo, read_zoo
-from headcast.predictor.report.tracking import EXPERIMENT
-from headcast.predictor.report.write import write_report
+from headcast.experiments.report.render import render
+from headcast.experiments.report.settings import ReportSettings, settings_from_config, settings_from_yaml
+from headcast.experiments.report.tables import Findings, Zoo, read_zoo
+from headcast.experiments.report.tracking import EXPERIMENT
+from headcast.experiments.report.verdicts import Claim
+from headcast.experiments.report.write import write_report
 
 __all__ = [
+    "CLAIMS",
     "CORRELATED",
     "EXPERIMENT",
     "THIRDS",
     "Claim",
+    "ClaimRecord",
     "Findings",
     "ReportSettings",
     "Zoo",

@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from headcast.predictor.report.settings import ESTIMATORS_CHOICES, MODES, ReportSettings, settings_from_yaml
-from headcast.predictor.report.tracking import EXPERIMENT
-from headcast.predictor.report.write import DEFAULTS, write_report
+from headcast.experiments.report.settings import ESTIMATORS_CHOICES, MODES, ReportSettings, settings_from_yaml
+from headcast.experiments.report.tracking import EXPERIMENT
+from headcast.experiments.report.write import DEFAULTS, write_report
 
 
 def settings_from_args(args: argparse.Namespace) -> ReportSettings:

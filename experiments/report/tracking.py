@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from headcast.predictor.report.measures import ablation_summary
-from headcast.predictor.report.tables import Findings
+from headcast.experiments.report.measures import ablation_summary
+from headcast.experiments.report.tables import Findings
 
 EXPERIMENT = "headcast-report"
 

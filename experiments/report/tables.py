@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from headcast.errors import HeadcastError
-from headcast.predictor.report.settings import ReportSettings
+from headcast.experiments.layout import ZooLayout
+from headcast.experiments.report.settings import ReportSettings
 
 
 @dataclasses.dataclass
@@ -26,6 +27,10 @@ class Zoo:
     names: list[str]
     scores: pd.DataFrame  # long: checkpoint, benchmark, score, ...
     stamp: dict
+
+    @property
+    def layout(self) -> ZooLayout:
+        return ZooLayout(self.root)
 
     @property
     def wide(self) -> pd.DataFrame:
@@ -44,7 +49,7 @@ class Zoo:
         """Run -> instruction-tuning items it trained on (NaN where its checkpoint does not say)."""
         data = {}
         for run, final in self.finals().items():
-            meta_file = self.folder(final) / "zoo_run.json"
+            meta_file = ZooLayout.run_meta(self.folder(final))
             meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
             data[run] = meta.get("data", np.nan)
         return data
@@ -52,18 +57,19 @@ class Zoo:
 
 def read_zoo(root: str | Path) -> Zoo:
     """Checkpoints, scores and stamp of a zoo folder; errors name the command that makes what is missing."""
-    from headcast.experiments.zoo import checkpoint_dirs
     from headcast.predictor.scores import read_scores
 
     root = Path(root)
-    for needed in ("scores.csv", "zoo.json", "probes/probes.jsonl", "benchmarks"):
-        if not (root / needed).exists():
-            raise HeadcastError(f"{root} has no {needed}; build it first (headcast zoo build --out {root})")
-    folders = checkpoint_dirs(root)
-    names = [f.relative_to(root / "checkpoints").as_posix() for f in folders]
-    scores = read_scores(root / "scores.csv")
+    layout = ZooLayout(root)
+    for needed in (layout.scores, layout.stamp, layout.probes, layout.benchmarks):
+        if not needed.exists():
+            where = needed.relative_to(root).as_posix()
+            raise HeadcastError(f"{root} has no {where}; build it first (headcast zoo build --out {root})")
+    folders = layout.checkpoint_folders()
+    names = [layout.checkpoint_name(f) for f in folders]
+    scores = read_scores(layout.scores)
     scores = scores[scores["checkpoint"].isin(names)]
-    return Zoo(root, folders, names, scores, json.loads((root / "zoo.json").read_text()))
+    return Zoo(root, folders, names, scores, json.loads(layout.stamp.read_text()))
 
 
 @dataclasses.dataclass

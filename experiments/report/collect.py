@@ -13,15 +13,16 @@ import numpy as np
 import pandas as pd
 
 from headcast.errors import HeadcastError
-from headcast.predictor.report.measures import (
+from headcast.experiments.layout import probe_file
+from headcast.experiments.report.measures import (
     correlations,
     depth_profile,
     head_sets,
     visual_sets_along_training,
     within_run_by_data,
 )
-from headcast.predictor.report.settings import ReportSettings
-from headcast.predictor.report.tables import Findings, Zoo
+from headcast.experiments.report.settings import ReportSettings
+from headcast.experiments.report.tables import Findings, Zoo
 
 
 def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | None:
@@ -34,7 +35,7 @@ def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | Non
     from headcast.extract.ablation import head_output_means
     from headcast.extract.probes import read_probes
 
-    probes = read_probes(zoo.root / "probes" / "probes.jsonl")
+    probes = read_probes(zoo.layout.probes)
     return head_output_means(checkpoint, probes, settings.batch_size)
 
 
@@ -48,7 +49,7 @@ def ablation_results(
     from headcast.extract.evaluate import load_suite
     from headcast.extract.loading import load_checkpoint
 
-    suite = load_suite(zoo.root / "benchmarks")
+    suite = load_suite(zoo.layout.benchmarks)
     answer_tokens = int(zoo.stamp.get("config", {}).get("answer_tokens", 4))  # as the zoo was scored
     if settings.ablation_items:
         suite = {name: items[: settings.ablation_items] for name, items in suite.items()}
@@ -97,17 +98,15 @@ def probe_pool(zoo: Zoo, size: int) -> tuple[Path, str]:
     from headcast.extract.probes import read_probes
     from headcast.extract.storage import cache_root
 
-    own = zoo.root / "probes" / "probes.jsonl"
+    own = zoo.layout.probes
     if len(read_probes(own)) >= size:
         return own, "the zoo's own probe set"
     config, seed = zoo.stamp["config"], int(zoo.stamp["seed"]) + 1  # another seed: other images
     folder = cache_root() / "report-probes" / f"seed{seed}-n{size}-r{config['resolution']}-g{config['grid']}"
-    if not (folder / "probes.jsonl").exists():
+    if not probe_file(folder).exists():
         write_probes(folder, seed, size, config["resolution"], config["grid"])
-    return (
-        folder / "probes.jsonl",
-        f"{size} extra unlabeled probes written by the zoo's probe writer (seed {seed})",
-    )
+    source = f"{size} extra unlabeled probes written by the zoo's probe writer (seed {seed})"
+    return probe_file(folder), source
 
 
 def probe_size_curve(
@@ -169,7 +168,7 @@ def measure(zoo: Zoo, settings: ReportSettings, progress: bool = True) -> tuple[
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    probes = read_probes(zoo.root / "probes" / "probes.jsonl")
+    probes = read_probes(zoo.layout.probes)
     extraction = ExtractionSettings(batch_size=32)
     features, metrics = extract_features(zoo.folders, probes, extraction, zoo.names, progress)
     per_head = per_head_tables(metrics, extraction.thresholds)

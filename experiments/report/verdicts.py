@@ -1,8 +1,8 @@
 """The paper's claims, each judged by a pure function: measured tables + settings -> verdict + numbers.
 
-A claim returns the numbers its verdict rests on, not sentences: the render words them, so a
+A claim returns the numbers its verdict rests on, not sentences: `wording` words them, so a
 verdict can be tested on a hand-made table and the text cannot drift from what was decided.
-Every threshold comes from `ReportSettings`.
+Every threshold comes from `ReportSettings`; `claims.CLAIMS` says which findings each judge reads.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from headcast.predictor.report.measures import ablation_summary, probe_curve_summary
-from headcast.predictor.report.settings import ReportSettings
-from headcast.predictor.report.tables import Findings
+from headcast.experiments.report.measures import probe_curve_summary
+from headcast.experiments.report.settings import ReportSettings
 
 HOLDS, FAILS, MIXED = "holds", "does not hold", "mixed"
 UNTESTABLE, NOT_MEASURED = "not testable here", "not measured"
@@ -225,19 +224,3 @@ def claim_probes(
         verdict = FLAT
     numbers = {"overall": overall, "baseline": base, "beats": int((overall["mean"] < base).sum())}
     return Claim(verdict, numbers)
-
-
-def judge(findings: Findings) -> dict[str, Claim]:
-    """Every claim of the report, in the order the report gives them."""
-    s, finals = findings.settings, list(findings.zoo.finals().values())
-    summary = ablation_summary(findings.ablation)
-    return {
-        "sparse": claim_sparse(findings.profile, finals, s),
-        "depth": claim_depth(findings.profile, finals, s),
-        "training": claim_training(findings.training, s),
-        "correlation": claim_correlation(findings.corr, s),
-        "data": claim_data(findings.by_data, s),
-        "matter": claim_matter(summary, s),
-        "late": claim_late(summary, s),
-        "probes": claim_probes(findings.curve, findings.curve_baseline, s),
-    }

@@ -1,5 +1,5 @@
 """The report's measurements as pure functions on tables: per-head tables, features and scores in,
-tables out. Running models (extraction, ablations, refits) lives in `predictor.report.collect`.
+tables out. Running models (extraction, ablations, refits) lives in `experiments.report.collect`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from headcast.predictor.report.settings import ReportSettings
+from headcast.experiments.report.settings import ReportSettings
 
 THIRDS = ("early", "middle", "late")
 Head = tuple[int, int]

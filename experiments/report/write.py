@@ -6,18 +6,18 @@ import os
 import time
 from pathlib import Path
 
-from headcast.predictor.report.collect import measure
-from headcast.predictor.report.figures import (
+from headcast.experiments.report.collect import measure
+from headcast.experiments.report.figures import (
     ablation_figures,
     correlation_figure,
     depth_figures,
     probe_size_figure,
 )
-from headcast.predictor.report.measures import ablation_summary
-from headcast.predictor.report.render import render
-from headcast.predictor.report.settings import ReportSettings
-from headcast.predictor.report.tables import read_zoo
-from headcast.predictor.report.tracking import EXPERIMENT, log_to_mlflow
+from headcast.experiments.report.measures import ablation_summary
+from headcast.experiments.report.render import render
+from headcast.experiments.report.settings import ReportSettings
+from headcast.experiments.report.tables import read_zoo
+from headcast.experiments.report.tracking import EXPERIMENT, log_to_mlflow
 
 DEFAULTS = ReportSettings()
 
