@@ -90,9 +90,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from headcast.experiments.zoo import build, load_config
     from headcast.extract.evaluate import items_path
     from headcast.predictor.anchors import write_anchor_probes
-    from headcast.predictor.budget import load_item_results
     from headcast.predictor.dataset import build_dataset
     from headcast.predictor.frontier import format_frontier, frontier
+    from headcast.predictor.item_results import load_item_results
     from headcast.predictor.registry import CHAMPION, REGISTERED_NAME
     from headcast.predictor.report import settings_from_config, write_report
     from headcast.predictor.scores import read_scores

@@ -21,9 +21,10 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
-from headcast.predictor.budget import ALPHAS, AnchorPredictor, load_item_results
+from headcast.predictor.anchor_predictor import ALPHAS, AnchorPredictor
 from headcast.predictor.dataset import Dataset, build_dataset
 from headcast.predictor.frontier import during_training_folds
+from headcast.predictor.item_results import load_item_results
 from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
 from headcast.schema import confidence_feature_columns, head_feature_columns
 

@@ -25,9 +25,10 @@ import pandas as pd
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
+from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.dataset import Dataset
 from headcast.predictor.evaluation import family_folds, run_folds, subset_abs_error
+from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
 from headcast.schema import confidence_feature_columns, head_feature_columns
 

@@ -17,7 +17,8 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 
 from headcast.errors import HeadcastError
-from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
+from headcast.predictor.anchor_predictor import AnchorPredictor
+from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
 
 

@@ -27,7 +27,6 @@ from mlflow.types import ColSpec, DataType, Schema
 from headcast.contract import ExtractionContract
 from headcast.extract.plots import head_heatmap
 from headcast.predictor import pyfunc_model
-from headcast.predictor.budget import BenchmarkItems
 from headcast.predictor.dataset import Dataset, last_checkpoints
 from headcast.predictor.evaluation import (
     family_folds,
@@ -39,6 +38,7 @@ from headcast.predictor.evaluation import (
     subset_baseline_mae,
 )
 from headcast.predictor.hybrid import HybridPredictor
+from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.metric_names import metric_key
 from headcast.predictor.models import ESTIMATORS, HeadcastPredictor
 from headcast.predictor.plots import feature_importance, predicted_vs_actual

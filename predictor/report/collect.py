@@ -31,7 +31,7 @@ def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | Non
     """
     if settings.mode != "mean":
         return None
-    from headcast.extract.ablation import head_output_means
+    from headcast.extract.head_ablation import head_output_means
     from headcast.extract.probes import read_probes
 
     probes = read_probes(zoo.root / "probes" / "probes.jsonl")
@@ -44,7 +44,7 @@ def ablation_results(
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
     from tqdm.auto import tqdm
 
-    from headcast.extract.ablate import ablated_accuracy, encoded_suite, model_shape
+    from headcast.extract.ablated_accuracy import ablated_accuracy, encoded_suite, model_shape
     from headcast.extract.evaluate import load_suite
     from headcast.extract.loading import load_checkpoint
 
@@ -93,7 +93,7 @@ def ablation_results(
 
 def probe_pool(zoo: Zoo, size: int) -> tuple[Path, str]:
     """A probe set of at least `size` items: the zoo's own, else a larger one written on other images."""
-    from headcast.experiments.benchmarks import write_probes
+    from headcast.experiments.suite import write_probes
     from headcast.extract.probes import read_probes
     from headcast.extract.storage import cache_root
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from headcast.errors import HeadcastError
 
 ESTIMATORS_CHOICES = ("ridge", "lightgbm", "knn")  # predictor.models.ESTIMATORS, without importing LightGBM
-MODES = ("zero", "mean")  # extract.ablation.HeadAblation
+MODES = ("zero", "mean")  # extract.head_ablation.HeadAblation
 
 
 @dataclasses.dataclass(frozen=True)
