@@ -21,11 +21,12 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
-from headcast.predictor.anchor_predictor import ALPHAS, AnchorPredictor
+from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.dataset import Dataset, build_dataset
 from headcast.predictor.frontier import during_training_folds
 from headcast.predictor.item_results import load_item_results
 from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
+from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS
 from headcast.schema import confidence_feature_columns, head_feature_columns
 
 
@@ -127,7 +128,7 @@ def changes_during_training(dataset: Dataset) -> pd.DataFrame:
             dx = x.loc[later, columns].to_numpy() - x.loc[earlier, columns].to_numpy()
             dy = y.loc[later].to_numpy() - y.loc[earlier].to_numpy()
             scale = dx.std(0) + 1e-9
-            model = RidgeCV(alphas=ALPHAS).fit(np.nan_to_num(dx / scale), dy)
+            model = RidgeCV(alphas=COARSE_RIDGE_ALPHAS).fit(np.nan_to_num(dx / scale), dy)
             change = x.loc[x.index[test], columns].to_numpy() - x.loc[anchor, columns].to_numpy()
             guess = carried + model.predict(np.nan_to_num(change / scale))
             errors.setdefault(name, []).append((guess.clip(0, 100) - y.iloc[test]).abs())

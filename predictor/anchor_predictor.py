@@ -27,8 +27,8 @@ from headcast.predictor.anchors import choose_anchors
 from headcast.predictor.irt import IRT
 from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
+from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS
 
-ALPHAS = np.logspace(-2, 4, 13)
 # Without label-free features: the anchors' weighted accuracy (0/1 or the gold probability), IRT's
 # estimate from the anchors, a ridge on all of it, and a convex combination of these four. With a
 # set of label-free features (`+set`):
@@ -53,7 +53,7 @@ def fitted_irt(correct: np.ndarray, dims: int, seed: int) -> IRT:
 
 
 def _ridge() -> RidgeCV:
-    return RidgeCV(alphas=ALPHAS)
+    return RidgeCV(alphas=COARSE_RIDGE_ALPHAS)
 
 
 def _scaled(features: np.ndarray):

@@ -148,7 +148,7 @@ def _load_fit_inputs(args: argparse.Namespace):
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from headcast.predictor.models import ESTIMATORS
+    from headcast.predictor.regressors import ESTIMATORS
     from headcast.predictor.tracking import fit_and_track, format_report, log_scores
 
     estimators = [e for e in args.estimators.split(",") if e]
