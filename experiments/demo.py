@@ -181,7 +181,7 @@ def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -
 
 
 def _protocols(text: str) -> tuple[str, ...]:
-    from headcast.predictor.frontier import PROTOCOLS
+    from headcast.predictor.splits import PROTOCOLS
 
     names = PROTOCOLS if text == "all" else tuple(p for p in text.split(",") if p)
     unknown = [p for p in names if p not in PROTOCOLS]

@@ -19,7 +19,7 @@ from scipy.optimize import nnls
 from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import GroupKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -28,6 +28,7 @@ from headcast.predictor.irt import IRT
 from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
 from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS
+from headcast.predictor.splits import GroupFolds
 
 # Without label-free features: the anchors' weighted accuracy (0/1 or the gold probability), IRT's
 # estimate from the anchors, a ridge on all of it, and a convex combination of these four. With a
@@ -113,7 +114,7 @@ def _fit_feature_parts(
     scaler = _scaled(features)
     x = scaler.transform(features)
     if len(set(groups)) >= 2:  # the prior's spread: how far the features miss abilities of unseen runs
-        folds = GroupKFold(n_splits=min(4, len(set(groups))))
+        folds = GroupFolds(4)
         predicted = cross_val_predict(_ridge(), x, irt.theta_, groups=groups, cv=folds)
         residual = irt.theta_ - predicted.reshape(irt.theta_.shape)
     else:  # one run: no unseen run to learn from; the features earn no confidence
@@ -192,7 +193,7 @@ class AnchorPredictor(BaseEstimator):
         features = features or {}
         groups = np.asarray(groups)
         y = data.score
-        folds = list(GroupKFold(n_splits=min(self.inner_folds, len(set(groups)))).split(y, groups=groups))
+        folds = list(GroupFolds(self.inner_folds).split(y, groups=groups))
         oof: dict[str, np.ndarray] = {}
         for train, test in folds:
             parts, feature_parts = self._fit_all(

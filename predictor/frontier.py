@@ -11,9 +11,7 @@ by estimators fitted without it, and compared with what the same forward passes 
   `AnchorPredictor` chooses inside the training folds (at k = 0: confidence);
 - `hybrid`: the same, where head metrics may enter when they help inside the training folds.
 
-Protocols, one per use: `new-run` (whole runs held out), `new-family` (a whole model family held
-out), `during-training` (a fold's runs have their first half of checkpoints benchmarked and their
-later ones predicted; the other folds' runs are fully known).
+The protocols (`new-run`, `new-family`, `during-training`) and their folds are `predictor.splits`'.
 """
 
 from __future__ import annotations
@@ -27,39 +25,15 @@ from threadpoolctl import threadpool_limits
 
 from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.dataset import Dataset
-from headcast.predictor.evaluation import family_folds, run_folds, subset_abs_error
+from headcast.predictor.evaluation import subset_abs_error
 from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
+from headcast.predictor.splits import protocol_folds
 from headcast.schema import confidence_feature_columns, head_feature_columns
 
 BUDGETS = (0, 2, 4, 8, 16, 32)
 COVERAGE = 0.9  # nominal coverage of the intervals, as in `headcast fit`
 ESTIMATORS = ("subset", "anchors", "heads", "confidence", "hybrid_without_heads", "hybrid")
-PROTOCOLS = ("new-run", "new-family", "during-training")
-
-Folds = list[tuple[np.ndarray, np.ndarray]]
-
-
-def during_training_folds(dataset: Dataset) -> Folds:
-    """Run folds whose held-out runs keep their first half of checkpoints (by step) in training."""
-    folds = []
-    order = dataset.steps.groupby(dataset.groups).rank(method="first").to_numpy()
-    size = dataset.groups.map(dataset.groups.value_counts()).to_numpy()
-    early = order <= np.ceil(size / 2)
-    for train, test in run_folds(dataset):
-        folds.append((np.sort(np.concatenate([train, test[early[test]]])), test[~early[test]]))
-    return folds
-
-
-def protocol_folds(dataset: Dataset, protocol: str) -> Folds:
-    """Train/test indices of one protocol (empty where the data cannot support it)."""
-    if protocol == "new-run":
-        return run_folds(dataset)
-    if protocol == "new-family":
-        return family_folds(dataset)
-    if protocol == "during-training":
-        return during_training_folds(dataset)
-    raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
 
 
 @dataclasses.dataclass

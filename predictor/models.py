@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import GroupKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from headcast.predictor.regressors import ESTIMATORS, REGRESSORS, make_regressor
+from headcast.predictor.splits import GroupFolds
 from headcast.schema import confidence_feature_columns
 
 SHRINK_WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # of the regressor; the rest is the mean
@@ -125,7 +126,7 @@ class HeadcastPredictor(BaseEstimator):
         for benchmark in self.benchmarks_:
             known = Y[benchmark].notna().to_numpy()
             y, g = Y.loc[known, benchmark], np.asarray(groups)[known]
-            folds = list(GroupKFold(n_splits=min(self.inner_folds, len(set(g)))).split(y, y, g))
+            folds = list(GroupFolds(self.inner_folds).split(y, y, g))
             mean = np.empty(len(y))
             for train, test in folds:
                 mean[test] = y.iloc[train].mean()

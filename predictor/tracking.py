@@ -29,10 +29,8 @@ from headcast.extract.plots import head_heatmap
 from headcast.predictor import pyfunc_model
 from headcast.predictor.dataset import Dataset, last_checkpoints
 from headcast.predictor.evaluation import (
-    family_folds,
     held_out_predictions,
     mean_baseline,
-    run_folds,
     score_predictions,
     step_baseline,
     subset_baseline_mae,
@@ -43,6 +41,7 @@ from headcast.predictor.metric_names import metric_key
 from headcast.predictor.models import ESTIMATORS, HeadcastPredictor
 from headcast.predictor.plots import feature_importance, predicted_vs_actual
 from headcast.predictor.registry import DEFAULT_STORE, REGISTERED_NAME, configure_tracking, crown
+from headcast.predictor.splits import family_folds, run_folds
 from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 

@@ -12,7 +12,6 @@ from headcast.errors import HeadcastError
 from headcast.predictor.dataset import build_dataset, run_of, step_of
 from headcast.predictor.evaluation import (
     held_out_predictions,
-    run_folds,
     score_predictions,
     subset_baseline_mae,
 )
@@ -24,6 +23,7 @@ from headcast.predictor.models import (
     make_regressor,
 )
 from headcast.predictor.scores import read_scores
+from headcast.predictor.splits import run_folds
 from tests.predictor_data import synthetic_tables
 
 

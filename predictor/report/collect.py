@@ -123,12 +123,8 @@ def probe_size_curve(
     from headcast.extract.pipeline import ExtractionSettings, extract_features
     from headcast.extract.probes import read_probes
     from headcast.predictor.dataset import MIN_GROUPS, build_dataset
-    from headcast.predictor.evaluation import (
-        held_out_predictions,
-        mean_baseline,
-        run_folds,
-        score_predictions,
-    )
+    from headcast.predictor.evaluation import held_out_predictions, mean_baseline, score_predictions
+    from headcast.predictor.splits import run_folds
     from headcast.schema import FEATURE_SCHEMA_VERSION
 
     runs = len(zoo.finals())
