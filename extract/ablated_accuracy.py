@@ -15,6 +15,7 @@ from contextlib import nullcontext
 
 from headcast.extract.evaluate import encode_items, suite_accuracy
 from headcast.extract.probes import Probe
+from headcast.schema import ANSWER_TOKENS
 
 Head = tuple[int, int]
 
@@ -26,7 +27,7 @@ def ablated_accuracy(
     mode: str = "zero",
     means: dict | None = None,
     batch_size: int = 64,
-    max_new_tokens: int = 4,
+    max_new_tokens: int = ANSWER_TOKENS,
     encoded: dict[str, list] | None = None,
 ) -> dict[str, float]:
     """Benchmark -> accuracy (percent) with `heads` removed for all of generation (prefill and decoding).

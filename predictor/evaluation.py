@@ -12,10 +12,10 @@ from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
 from headcast.predictor.dataset import Dataset
-from headcast.predictor.models import HeadcastPredictor
+from headcast.predictor.models import COVERAGE, HeadcastPredictor
 
 
-def held_out_predictions(dataset: Dataset, estimator: str, folds, coverage: float = 0.9) -> pd.DataFrame:
+def held_out_predictions(dataset: Dataset, estimator: str, folds, coverage: float = COVERAGE) -> pd.DataFrame:
     """Predictions of every checkpoint by a model that never saw its fold."""
     parts = []
     for train, test in folds:

@@ -20,6 +20,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from headcast.contract import ExtractionContract
 from headcast.predictor.regressors import ESTIMATORS, REGRESSORS, make_regressor
 from headcast.predictor.splits import GroupFolds
 from headcast.schema import confidence_feature_columns
@@ -30,6 +31,7 @@ SHRINK_WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # of the regressor; the rest is the mea
 # they then cost 0.3 points on unseen runs (7.32 against confidence alone 7.02; two: 7.02), while
 # on seed 0 the two bars gave the same error (7.87).
 LATER_SET_STANDARD_ERRORS = 2.0
+COVERAGE = 0.9  # nominal share of unseen runs' scores inside a conformal interval, everywhere
 
 
 def label_free_feature_sets(columns: Sequence[str]) -> dict[str, list[str]]:
@@ -98,7 +100,7 @@ class HeadcastPredictor(BaseEstimator):
     def __init__(
         self,
         estimator: str = "auto",
-        coverage: float = 0.9,
+        coverage: float = COVERAGE,
         inner_folds: int = 5,
         feature_sets: list[list[str]] | None = None,
         later_set_standard_errors: float = LATER_SET_STANDARD_ERRORS,
@@ -109,7 +111,17 @@ class HeadcastPredictor(BaseEstimator):
         self.feature_sets = feature_sets
         self.later_set_standard_errors = later_set_standard_errors
 
-    def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups: pd.Series) -> HeadcastPredictor:
+    def fit(
+        self,
+        X: pd.DataFrame,
+        Y: pd.DataFrame,
+        groups: pd.Series,
+        *,
+        contract: ExtractionContract | None = None,
+    ) -> HeadcastPredictor:
+        """`contract`: what the rows of `X` were extracted under, kept as `contract_` for every prediction
+        path to check new rows against (None: rows without one, checked by schema only)."""
+        self.contract_ = None if contract is None else contract.to_dict()
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {self.estimator!r}; use one of {', '.join(ESTIMATORS)}")
         self.feature_names_ = list(X.columns)

@@ -7,7 +7,7 @@ import json
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
-from headcast.predictor.frontier import ESTIMATORS as FRONTIER_ESTIMATORS
+from headcast.predictor.frontier import FRONTIER_ESTIMATORS
 from headcast.predictor.tracking import configure_tracking
 
 
