@@ -42,9 +42,9 @@ def main() -> int:
 
     from benchmarks.bench_service import synthetic_rows
     from headcast.experiments import train
-    from headcast.experiments.benchmarks import write_probes
     from headcast.experiments.modeling import build_model, build_processor
     from headcast.experiments.scenes import make_mixture
+    from headcast.experiments.suite import write_probes
     from headcast.experiments.zoo import load_config
     from headcast.predictor.callback import HeadcastCallback
     from headcast.predictor.dataset import build_dataset

@@ -90,9 +90,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from headcast.experiments.report import settings_from_config, write_report
     from headcast.experiments.zoo import build, load_config
     from headcast.predictor.anchors import write_anchor_probes
-    from headcast.predictor.budget import load_item_results
     from headcast.predictor.dataset import build_dataset
     from headcast.predictor.frontier import format_frontier, frontier
+    from headcast.predictor.item_results import load_item_results
     from headcast.predictor.registry import CHAMPION, REGISTERED_NAME
     from headcast.predictor.scores import read_scores
     from headcast.predictor.tracking import fit_and_track, format_report, log_frontier
@@ -181,7 +181,7 @@ def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -
 
 
 def _protocols(text: str) -> tuple[str, ...]:
-    from headcast.predictor.frontier import PROTOCOLS
+    from headcast.predictor.splits import PROTOCOLS
 
     names = PROTOCOLS if text == "all" else tuple(p for p in text.split(",") if p)
     unknown = [p for p in names if p not in PROTOCOLS]

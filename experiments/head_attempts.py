@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
-from headcast.predictor.budget import ALPHAS, AnchorPredictor, load_item_results
+from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.dataset import Dataset, build_dataset
-from headcast.predictor.frontier import during_training_folds
+from headcast.predictor.item_results import load_item_results
 from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
+from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS
+from headcast.predictor.splits import GroupFolds, OneGroupHeldOut, during_training_folds
 from headcast.schema import confidence_feature_columns, head_feature_columns
 
 
@@ -45,7 +46,7 @@ def forced_methods(dataset: Dataset, items: dict, budgets=(4, 8, 16)) -> pd.Data
     x = dataset.features
     sets = {name: x[columns].to_numpy(float) for name, columns in label_free_feature_sets(x.columns).items()}
     groups = dataset.groups.to_numpy()
-    folds = list(GroupKFold(5).split(x, groups=groups))
+    folds = list(GroupFolds(5).split(x, groups=groups))
     errors: dict[tuple[str, int], list[float]] = {}
     for k in budgets:
         for _benchmark, data in items.items():
@@ -88,7 +89,7 @@ def per_head_within_one_shape(dataset: Dataset, per_head: pd.DataFrame, items: d
     out = {}
     for name, features in candidates.items():
         predicted = []
-        for train, test in LeaveOneGroupOut().split(features, groups=g):
+        for train, test in OneGroupHeldOut().split(features, groups=g):
             model = HeadcastPredictor("ridge").fit(features.iloc[train], y.iloc[train], g.iloc[train])
             predicted.append(model.predict(features.iloc[test])[dataset.benchmarks])
         out[name] = (pd.concat(predicted).loc[rows] - y).abs().mean()
@@ -127,7 +128,7 @@ def changes_during_training(dataset: Dataset) -> pd.DataFrame:
             dx = x.loc[later, columns].to_numpy() - x.loc[earlier, columns].to_numpy()
             dy = y.loc[later].to_numpy() - y.loc[earlier].to_numpy()
             scale = dx.std(0) + 1e-9
-            model = RidgeCV(alphas=ALPHAS).fit(np.nan_to_num(dx / scale), dy)
+            model = RidgeCV(alphas=COARSE_RIDGE_ALPHAS).fit(np.nan_to_num(dx / scale), dy)
             change = x.loc[x.index[test], columns].to_numpy() - x.loc[anchor, columns].to_numpy()
             guess = carried + model.predict(np.nan_to_num(change / scale))
             errors.setdefault(name, []).append((guess.clip(0, 100) - y.iloc[test]).abs())
@@ -145,7 +146,7 @@ def where_confidence_is_weak(dataset: Dataset) -> pd.DataFrame:
         "confidence": [sets["confidence"]],
         "confidence then heads": list(sets.values()),
     }
-    folds = list(GroupKFold(5).split(x, groups=g))
+    folds = list(GroupFolds(5).split(x, groups=g))
     thirds = pd.qcut(x["confidence.mean"], 3, labels=["lowest third", "middle third", "highest third"])
     out = {}
     for name, feature_sets in models.items():

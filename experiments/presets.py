@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from headcast.errors import HeadcastError
+from headcast.schema import ANSWER_TOKENS
 
 PRESETS = ("smoke", "small", "full")
 
@@ -38,9 +39,9 @@ class ZooConfig:
     # What runs with `curriculum` steps train on first: {"items": n, "mixture": {task: weight}}.
     curriculum: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Tokens generated per benchmark item. Every answer of the suite is one token, so with 1 the first
-    # token must be the answer; with 4 an answer word among the first four also counts, which only
-    # a model that does not yet answer in the trained form ever needs.
-    answer_tokens: int = 4
+    # token must be the answer; with the default 4 an answer word among the first four also counts,
+    # which only a model that does not yet answer in the trained form ever needs.
+    answer_tokens: int = ANSWER_TOKENS
 
 
 def load_config(preset: str) -> ZooConfig:
@@ -98,7 +99,7 @@ def load_config(preset: str) -> ZooConfig:
             "a run has `curriculum` steps but the preset has no "
             "`curriculum: {items: N, mixture: {...}}`; add one"
         )
-    if int(raw.get("answer_tokens", 4)) < 1:
+    if int(raw.get("answer_tokens", ANSWER_TOKENS)) < 1:
         raise HeadcastError("answer_tokens is how many tokens a benchmark answer may take; use 1 or more")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -118,5 +119,5 @@ def load_config(preset: str) -> ZooConfig:
         raw=raw,
         mixture=dict(raw.get("mixture") or {}),
         curriculum=curriculum,
-        answer_tokens=int(raw.get("answer_tokens", 4)),
+        answer_tokens=int(raw.get("answer_tokens", ANSWER_TOKENS)),
     )

@@ -108,8 +108,8 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     import torch
 
     from headcast.experiments import train
-    from headcast.experiments.benchmarks import write_probes, write_suite
     from headcast.experiments.scenes import make_mixture
+    from headcast.experiments.suite import write_probes, write_suite
 
     config = load_config(preset)
     _stamp(out, config, seed)

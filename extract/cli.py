@@ -230,9 +230,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_ablate(args: argparse.Namespace) -> int:
     """The CLI: load once, parse heads against the model's shape, score each benchmark file."""
-    from headcast.extract.ablate import ablate_suite, model_shape
-    from headcast.extract.ablation import head_output_means, parse_heads
+    from headcast.extract.ablated_accuracy import ablate_suite, model_shape
     from headcast.extract.evaluate import load_suite
+    from headcast.extract.head_ablation import head_output_means, parse_heads
     from headcast.extract.loading import load_checkpoint
 
     if args.mode == "mean" and args.probes is None:

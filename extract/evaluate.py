@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from headcast.errors import HeadcastError
 from headcast.extract import Probe, build_prompt, read_probes
 from headcast.extract.answers import first_token_answers, is_correct
-from headcast.schema import SCORE_COLUMNS
+from headcast.schema import ANSWER_TOKENS, SCORE_COLUMNS
 
 
 def encode_items(processor, probes: Sequence[Probe], batch_size: int = 64) -> list[tuple[list, list, object]]:
@@ -42,7 +42,7 @@ def answer_items(
     checkpoint,
     probes: Sequence[Probe],
     batch_size: int = 64,
-    max_new_tokens: int = 4,
+    max_new_tokens: int = ANSWER_TOKENS,
     encoded: list[tuple[list, list, object]] | None = None,
 ) -> list[dict]:
     """Per item of `probes`: greedy answer, exact-match `correct`, gold `prob` and `confidence`.
@@ -113,7 +113,7 @@ def evaluate_checkpoint(
     suite: dict[str, list[Probe]],
     device: str = "auto",
     batch_size: int = 64,
-    max_new_tokens: int = 4,
+    max_new_tokens: int = ANSWER_TOKENS,
     encoded: dict[str, dict] | None = None,
 ) -> list[dict]:
     """Per-item results (`benchmark, item, correct, answer, prob, confidence`) of the checkpoint at `path`.
@@ -144,7 +144,7 @@ def suite_accuracy(
     checkpoint,
     suite: dict[str, Sequence[Probe]],
     batch_size: int = 64,
-    max_new_tokens: int = 4,
+    max_new_tokens: int = ANSWER_TOKENS,
     encoded: dict[str, list] | None = None,
 ) -> dict[str, float]:
     """Benchmark name -> greedy exact-match accuracy (percent) of a loaded checkpoint.
@@ -208,7 +208,7 @@ def evaluate(
     out: str | Path,
     device: str = "auto",
     batch_size: int = 64,
-    max_new_tokens: int = 4,
+    max_new_tokens: int = ANSWER_TOKENS,
     name_of: Callable[[Path], str] = str,
 ) -> list[dict]:
     """Score every checkpoint on the suite; write the long table to `out`, per-item results beside it."""

@@ -148,7 +148,7 @@ def _load_fit_inputs(args: argparse.Namespace):
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from headcast.predictor.models import ESTIMATORS
+    from headcast.predictor.regressors import ESTIMATORS
     from headcast.predictor.tracking import fit_and_track, format_report, log_scores
 
     estimators = [e for e in args.estimators.split(",") if e]
@@ -168,8 +168,8 @@ def run_fit(args: argparse.Namespace) -> int:
     dataset, items, probe_count, scores = _load_fit_inputs(args)
     item_results = None
     if args.items:
-        from headcast.predictor.budget import load_item_results
         from headcast.predictor.checkpoints import rename_checkpoints
+        from headcast.predictor.item_results import load_item_results
         from headcast.predictor.scores import read_items
 
         item_table = read_items(args.items, args.allow_partial, args.keep_latest)

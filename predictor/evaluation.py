@@ -10,26 +10,12 @@ import pandas as pd
 from scipy import stats
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
-from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from headcast.predictor.dataset import Dataset
-from headcast.predictor.models import HeadcastPredictor
+from headcast.predictor.models import COVERAGE, HeadcastPredictor
 
 
-def run_folds(dataset: Dataset, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Train/test indices that keep each training run whole."""
-    splitter = GroupKFold(n_splits=min(n_splits, dataset.groups.nunique()))
-    return list(splitter.split(dataset.features, groups=dataset.groups))
-
-
-def family_folds(dataset: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Leave one config family out (needs at least two families, each with several runs)."""
-    if dataset.families.nunique() < 2:
-        return []
-    return list(LeaveOneGroupOut().split(dataset.features, groups=dataset.families))
-
-
-def held_out_predictions(dataset: Dataset, estimator: str, folds, coverage: float = 0.9) -> pd.DataFrame:
+def held_out_predictions(dataset: Dataset, estimator: str, folds, coverage: float = COVERAGE) -> pd.DataFrame:
     """Predictions of every checkpoint by a model that never saw its fold."""
     parts = []
     for train, test in folds:

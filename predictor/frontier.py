@@ -11,9 +11,7 @@ by estimators fitted without it, and compared with what the same forward passes 
   `AnchorPredictor` chooses inside the training folds (at k = 0: confidence);
 - `hybrid`: the same, where head metrics may enter when they help inside the training folds.
 
-Protocols, one per use: `new-run` (whole runs held out), `new-family` (a whole model family held
-out), `during-training` (a fold's runs have their first half of checkpoints benchmarked and their
-later ones predicted; the other folds' runs are fully known).
+The protocols (`new-run`, `new-family`, `during-training`) and their folds are `predictor.splits`'.
 """
 
 from __future__ import annotations
@@ -25,40 +23,25 @@ import pandas as pd
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
+from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.dataset import Dataset
-from headcast.predictor.evaluation import family_folds, run_folds, subset_abs_error
-from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
+from headcast.predictor.evaluation import subset_abs_error
+from headcast.predictor.item_results import BenchmarkItems
+from headcast.predictor.models import (
+    COVERAGE,
+    HeadcastPredictor,
+    conformal_quantile,
+    label_free_feature_sets,
+)
+from headcast.predictor.splits import protocol_folds
 from headcast.schema import confidence_feature_columns, head_feature_columns
 
 BUDGETS = (0, 2, 4, 8, 16, 32)
-COVERAGE = 0.9  # nominal coverage of the intervals, as in `headcast fit`
-ESTIMATORS = ("subset", "anchors", "heads", "confidence", "hybrid_without_heads", "hybrid")
-PROTOCOLS = ("new-run", "new-family", "during-training")
-
-Folds = list[tuple[np.ndarray, np.ndarray]]
-
-
-def during_training_folds(dataset: Dataset) -> Folds:
-    """Run folds whose held-out runs keep their first half of checkpoints (by step) in training."""
-    folds = []
-    order = dataset.steps.groupby(dataset.groups).rank(method="first").to_numpy()
-    size = dataset.groups.map(dataset.groups.value_counts()).to_numpy()
-    early = order <= np.ceil(size / 2)
-    for train, test in run_folds(dataset):
-        folds.append((np.sort(np.concatenate([train, test[early[test]]])), test[~early[test]]))
-    return folds
-
-
-def protocol_folds(dataset: Dataset, protocol: str) -> Folds:
-    """Train/test indices of one protocol (empty where the data cannot support it)."""
-    if protocol == "new-run":
-        return run_folds(dataset)
-    if protocol == "new-family":
-        return family_folds(dataset)
-    if protocol == "during-training":
-        return during_training_folds(dataset)
-    raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+# The frontier's estimators: ways to a score at a budget of answered items (anchored, or label-free at
+# k = 0), not the per-benchmark regressors of `predictor.regressors`. The text's per-benchmark lines
+# show those that use the answered items.
+FRONTIER_ESTIMATORS = ("subset", "anchors", "heads", "confidence", "hybrid_without_heads", "hybrid")
+DETAIL_ESTIMATORS = ("subset", "anchors", "hybrid_without_heads", "hybrid")
 
 
 @dataclasses.dataclass
@@ -69,7 +52,7 @@ class Frontier:
     budgets: tuple[int, ...]
     mae: pd.DataFrame  # index (benchmark, estimator), columns budgets
     chosen: pd.DataFrame  # hybrid's chosen method per fold, benchmark and k
-    coverage: pd.DataFrame  # `hybrid`'s share of held-out scores inside its 90% conformal interval
+    coverage: pd.DataFrame  # `hybrid`'s share of held-out scores inside its COVERAGE conformal interval
 
     def mean(self) -> pd.DataFrame:
         """MAE averaged over benchmarks: rows estimators, columns budgets."""
@@ -196,7 +179,9 @@ def frontier(
                         )
                         width.setdefault((benchmark, 0), pd.Series(np.nan, index=x.index))
                         width[(benchmark, 0)].iloc[test] = half.to_numpy()
-    index = pd.MultiIndex.from_product([dataset.benchmarks, ESTIMATORS], names=["benchmark", "estimator"])
+    index = pd.MultiIndex.from_product(
+        [dataset.benchmarks, FRONTIER_ESTIMATORS], names=["benchmark", "estimator"]
+    )
     mae = pd.DataFrame(np.nan, index=index, columns=list(budgets))
     for benchmark in dataset.benchmarks:
         actual = pd.Series(items[benchmark].score, index=x.index).iloc[tested]
@@ -222,14 +207,14 @@ def format_frontier(result: Frontier, detail_budgets: tuple[int, ...] = (8, 16))
         return f"{value:>8.1f}" if pd.notna(value) else f"{'-':>8}"
 
     budgets = list(result.budgets)
-    width = max(len(e) for e in ESTIMATORS) + 2
+    width = max(len(e) for e in FRONTIER_ESTIMATORS) + 2
     lines = [f"mean MAE over benchmarks ({result.protocol}); columns: answered items per benchmark"]
     lines.append(f"{'':<{width}}" + "".join(f"{f'k={k}':>8}" for k in budgets))
     for estimator, row in result.mean().iterrows():
         lines.append(f"{estimator:<{width}}" + "".join(cell(row[k]) for k in budgets))
     coverage = result.coverage.mean()
     lines.append(
-        f"{'hybrid 90% cover':<{width}}"
+        f"{f'hybrid {COVERAGE:.0%} cover':<{width}}"
         + "".join(f"{coverage[k]:>8.2f}" if pd.notna(coverage[k]) else f"{'-':>8}" for k in budgets)
     )
     shown = [k for k in detail_budgets if k in budgets]
@@ -241,11 +226,6 @@ def format_frontier(result: Frontier, detail_budgets: tuple[int, ...] = (8, 16))
         )
         for benchmark in benchmarks:
             table = result.mae.xs(benchmark, level="benchmark")
-            parts = [
-                " / ".join(
-                    f"{table.loc[e, k]:.1f}" for e in ("subset", "anchors", "hybrid_without_heads", "hybrid")
-                )
-                for k in shown
-            ]
+            parts = [" / ".join(f"{table.loc[e, k]:.1f}" for e in DETAIL_ESTIMATORS) for k in shown]
             lines.append(f"{benchmark:<{width}}" + "    ".join(parts))
     return "\n".join(lines)

@@ -16,9 +16,16 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 
+from headcast.contract import ExtractionContract
 from headcast.errors import HeadcastError
-from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
-from headcast.predictor.models import HeadcastPredictor, conformal_quantile, label_free_feature_sets
+from headcast.predictor.anchor_predictor import AnchorPredictor
+from headcast.predictor.item_results import BenchmarkItems
+from headcast.predictor.models import (
+    COVERAGE,
+    HeadcastPredictor,
+    conformal_quantile,
+    label_free_feature_sets,
+)
 
 
 def answer_column(kind: str, benchmark: str, item: str) -> str:
@@ -64,14 +71,22 @@ def unanswered_anchors(predictor, columns: Collection[str]) -> list[str]:
 class HybridPredictor(BaseEstimator):
     """Scores from feature rows and, where given, answers on `k` anchor items per benchmark."""
 
-    def __init__(self, k: int = 8, coverage: float = 0.9, jobs: int = 1) -> None:
+    def __init__(self, k: int = 8, coverage: float = COVERAGE, jobs: int = 1) -> None:
         self.k = k
         self.coverage = coverage
         self.jobs = jobs
 
     def fit(
-        self, X: pd.DataFrame, Y: pd.DataFrame, groups: pd.Series, items: dict[str, BenchmarkItems]
+        self,
+        X: pd.DataFrame,
+        Y: pd.DataFrame,
+        groups: pd.Series,
+        items: dict[str, BenchmarkItems],
+        *,
+        contract: ExtractionContract | None = None,
     ) -> HybridPredictor:
+        """`items`: every training checkpoint's per-item results; `contract` as in `HeadcastPredictor.fit`."""
+        self.contract_ = None if contract is None else contract.to_dict()
         self.feature_names_ = list(X.columns)
         self.benchmarks_ = list(Y.columns)
         self.feature_sets_ = label_free_feature_sets(self.feature_names_)

@@ -13,31 +13,25 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMRegressor
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.feature_selection import SelectKBest, f_regression
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import GroupKFold, cross_val_predict
-from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.model_selection import cross_val_predict
+from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from headcast.contract import ExtractionContract
+from headcast.predictor.regressors import ESTIMATORS, REGRESSORS, make_regressor
+from headcast.predictor.splits import GroupFolds
 from headcast.schema import confidence_feature_columns
 
-REGRESSORS = ("ridge", "lightgbm", "knn")
-# `auto` picks, per benchmark, the training mean or a regressor shrunk toward it, with the lowest
-# grouped cross-validated error inside the training data, so the choice itself never sees held-out
-# runs; a model replaces the mean only when its gain clears one standard error across runs.
-# Shrinking trades a little of a noisy model's signal for much of its variance: with a handful of
-# training runs that is usually the better bet.
-ESTIMATORS = ("auto", *REGRESSORS)
 SHRINK_WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # of the regressor; the rest is the mean
 # A feature set tried after the first (head metrics after confidence) must beat the best model so far
 # by two standard errors across runs, not one: on the seed-1 zoo one let heads in at k = 0 where
 # they then cost 0.3 points on unseen runs (7.32 against confidence alone 7.02; two: 7.02), while
 # on seed 0 the two bars gave the same error (7.87).
 LATER_SET_STANDARD_ERRORS = 2.0
+COVERAGE = 0.9  # nominal share of unseen runs' scores inside a conformal interval, everywhere
 
 
 def label_free_feature_sets(columns: Sequence[str]) -> dict[str, list[str]]:
@@ -48,33 +42,6 @@ def label_free_feature_sets(columns: Sequence[str]) -> dict[str, list[str]]:
     columns = list(columns)
     confidence = confidence_feature_columns(columns)
     return {"confidence": confidence, "heads": columns} if confidence else {"heads": columns}
-
-
-def make_regressor(name: str, n_features: int) -> Pipeline:
-    """A fresh, unfitted pipeline for one benchmark; missing features (no boxes) are imputed."""
-    impute = SimpleImputer(strategy="median", keep_empty_features=True)
-    if name == "ridge":
-        return make_pipeline(impute, StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 25)))
-    if name == "lightgbm":
-        booster = LGBMRegressor(
-            n_estimators=300,
-            learning_rate=0.03,
-            num_leaves=7,
-            min_child_samples=3,
-            subsample=0.8,
-            subsample_freq=1,
-            colsample_bytree=0.5,
-            random_state=0,
-            verbose=-1,
-            n_jobs=1,
-        )
-        return make_pipeline(impute, booster)
-    if name == "knn":  # nonparametric; distances only over the features most related to the score
-        select = SelectKBest(f_regression, k=min(8, n_features))
-        return make_pipeline(
-            impute, StandardScaler(), select, KNeighborsRegressor(n_neighbors=5, weights="distance")
-        )
-    raise ValueError(f"unknown estimator {name!r}; use one of {', '.join(ESTIMATORS)}")
 
 
 class ShrunkToMean(RegressorMixin, BaseEstimator):
@@ -133,7 +100,7 @@ class HeadcastPredictor(BaseEstimator):
     def __init__(
         self,
         estimator: str = "auto",
-        coverage: float = 0.9,
+        coverage: float = COVERAGE,
         inner_folds: int = 5,
         feature_sets: list[list[str]] | None = None,
         later_set_standard_errors: float = LATER_SET_STANDARD_ERRORS,
@@ -144,13 +111,25 @@ class HeadcastPredictor(BaseEstimator):
         self.feature_sets = feature_sets
         self.later_set_standard_errors = later_set_standard_errors
 
-    def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups: pd.Series) -> HeadcastPredictor:
+    def fit(
+        self,
+        X: pd.DataFrame,
+        Y: pd.DataFrame,
+        groups: pd.Series,
+        *,
+        contract: ExtractionContract | None = None,
+    ) -> HeadcastPredictor:
+        """`contract`: what the rows of `X` were extracted under, kept as `contract_` for every prediction
+        path to check new rows against (None: rows without one, checked by schema only)."""
+        self.contract_ = None if contract is None else contract.to_dict()
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {self.estimator!r}; use one of {', '.join(ESTIMATORS)}")
         self.feature_names_ = list(X.columns)
         self.benchmarks_ = list(Y.columns)
         self.models_, self.half_widths_ = {}, {}
         self.chosen_, self.columns_ = {}, {}
         auto = self.estimator == "auto"
-        names = REGRESSORS if auto else (self.estimator,)
+        names = tuple(REGRESSORS) if auto else (self.estimator,)
         weights = SHRINK_WEIGHTS if auto else (1.0,)
         default = (
             list(label_free_feature_sets(self.feature_names_).values()) if auto else [self.feature_names_]
@@ -159,7 +138,7 @@ class HeadcastPredictor(BaseEstimator):
         for benchmark in self.benchmarks_:
             known = Y[benchmark].notna().to_numpy()
             y, g = Y.loc[known, benchmark], np.asarray(groups)[known]
-            folds = list(GroupKFold(n_splits=min(self.inner_folds, len(set(g)))).split(y, y, g))
+            folds = list(GroupFolds(self.inner_folds).split(y, y, g))
             mean = np.empty(len(y))
             for train, test in folds:
                 mean[test] = y.iloc[train].mean()

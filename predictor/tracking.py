@@ -27,22 +27,21 @@ from mlflow.types import ColSpec, DataType, Schema
 from headcast.contract import ExtractionContract
 from headcast.extract.plots import head_heatmap
 from headcast.predictor import pyfunc_model
-from headcast.predictor.budget import BenchmarkItems
 from headcast.predictor.dataset import Dataset, last_checkpoints
 from headcast.predictor.evaluation import (
-    family_folds,
     held_out_predictions,
     mean_baseline,
-    run_folds,
     score_predictions,
     step_baseline,
     subset_baseline_mae,
 )
 from headcast.predictor.hybrid import HybridPredictor
+from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.metric_names import metric_key
-from headcast.predictor.models import ESTIMATORS, HeadcastPredictor
+from headcast.predictor.models import COVERAGE, ESTIMATORS, HeadcastPredictor
 from headcast.predictor.plots import feature_importance, predicted_vs_actual
 from headcast.predictor.registry import DEFAULT_STORE, REGISTERED_NAME, configure_tracking, crown
+from headcast.predictor.splits import family_folds, run_folds
 from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 
@@ -201,7 +200,7 @@ def fit_and_track(
         metrics, predictions = {}, {}
         for estimator in estimators:
             with mlflow.start_run(experiment_id=experiment_id, run_name=estimator, nested=True):
-                mlflow.log_params({"estimator": estimator, "coverage": 0.9})
+                mlflow.log_params({"estimator": estimator, "coverage": COVERAGE})
                 predictions[estimator] = held_out_predictions(dataset, estimator, folds)
                 metrics[estimator] = score_predictions(dataset, predictions[estimator])
                 _log_metrics(metrics[estimator])
@@ -232,18 +231,19 @@ def fit_and_track(
         version = None
         if item_results is not None:
             final = HybridPredictor(anchors_per_benchmark, jobs=jobs).fit(
-                dataset.features, dataset.scores, dataset.groups, item_results
+                dataset.features, dataset.scores, dataset.groups, item_results, contract=dataset.contract
             )
             mlflow.log_dict(final.anchors_, "anchors.json")
             mlflow.log_param("anchors_per_benchmark", anchors_per_benchmark)
         elif register:
-            final = HeadcastPredictor(chosen).fit(dataset.features, dataset.scores, dataset.groups)
+            final = HeadcastPredictor(chosen).fit(
+                dataset.features, dataset.scores, dataset.groups, contract=dataset.contract
+            )
         if register:
             example = dataset.features.head(3).reset_index(drop=True)
             example.insert(0, "schema_version", FEATURE_SCHEMA_VERSION)
             if dataset.contract is not None:
                 example.insert(1, CONTRACT_COLUMN, dataset.contract.to_json())
-                final.contract_ = dataset.contract.to_dict()
             mlflow.set_tag("regressor_per_benchmark", json.dumps(final.chosen_))
             version = _register(final, example, dataset.contract)
             mlflow.set_tag("registered_version", version)

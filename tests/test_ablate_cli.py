@@ -8,7 +8,7 @@ import pytest
 
 from headcast.cli import build_parser
 from headcast.errors import HeadcastError
-from headcast.extract.ablate import ablated_accuracy
+from headcast.extract.ablated_accuracy import ablated_accuracy
 from headcast.extract.evaluate import evaluate_checkpoint, load_suite
 from headcast.extract.loading import load_checkpoint
 

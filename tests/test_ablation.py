@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from headcast.errors import HeadcastError
-from headcast.extract.ablation import HeadAblation, head_output_means, parse_heads, random_heads
+from headcast.extract.head_ablation import HeadAblation, head_output_means, parse_heads, random_heads
 from headcast.extract.inputs import encode_batch
 from headcast.extract.loading import load_checkpoint
 from headcast.extract.probes import read_probes

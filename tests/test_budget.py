@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.anchors import choose_anchors
-from headcast.predictor.budget import AnchorPredictor, BenchmarkItems
 from headcast.predictor.irt import IRT
+from headcast.predictor.item_results import BenchmarkItems
 
 
 def responses(n_runs=12, per_run=5, n_items=300, seed=0, probabilities=True):

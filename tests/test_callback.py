@@ -10,9 +10,9 @@ from transformers import Trainer, TrainingArguments
 
 from headcast.errors import HeadcastError
 from headcast.experiments import train
-from headcast.experiments.benchmarks import write_probes
 from headcast.experiments.modeling import build_model, build_processor
 from headcast.experiments.scenes import make_mixture
+from headcast.experiments.suite import write_probes
 from headcast.experiments.zoo import load_config
 from headcast.predictor.callback import HeadcastCallback, log_predicted_scores
 from headcast.predictor.tracking import configure_tracking

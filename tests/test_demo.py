@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
 from headcast.experiments.layout import ZooLayout
-from headcast.predictor.frontier import ESTIMATORS as FRONTIER_ESTIMATORS
+from headcast.predictor.frontier import FRONTIER_ESTIMATORS
 from headcast.predictor.tracking import configure_tracking
 
 

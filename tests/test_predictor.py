@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from headcast.contract import ExtractionContract, fitted_contract
 from headcast.errors import HeadcastError
 from headcast.predictor.dataset import build_dataset, run_of, step_of
 from headcast.predictor.evaluation import (
     held_out_predictions,
-    run_folds,
     score_predictions,
     subset_baseline_mae,
 )
@@ -24,6 +24,7 @@ from headcast.predictor.models import (
     make_regressor,
 )
 from headcast.predictor.scores import read_scores
+from headcast.predictor.splits import run_folds
 from tests.predictor_data import synthetic_tables
 
 
@@ -67,6 +68,18 @@ def test_a_model_replaces_the_mean_only_when_its_gain_stands_out_from_run_to_run
 def test_auto_uses_a_model_where_features_are_informative(dataset):
     informed = HeadcastPredictor("auto").fit(dataset.features, dataset.scores, dataset.groups)
     assert "mean" not in informed.chosen_.values()
+
+
+def test_a_predictor_carries_the_contract_it_was_fitted_with_and_none_without(dataset):
+    contract = ExtractionContract("answer-mean", 0.3, 0.1, "float32", "aaaa")
+    args = dataset.features, dataset.scores, dataset.groups
+    assert fitted_contract(HeadcastPredictor("ridge").fit(*args, contract=contract)) == contract
+    assert fitted_contract(HeadcastPredictor("ridge").fit(*args)) is None
+
+
+def test_an_unknown_estimator_is_refused_before_any_fit(dataset):
+    with pytest.raises(ValueError, match="auto, ridge, lightgbm, knn"):
+        HeadcastPredictor("svm").fit(dataset.features, dataset.scores, dataset.groups)
 
 
 def test_conformal_intervals_cover_about_the_nominal_share_of_unseen_runs(dataset):

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from headcast.experiments.benchmarks import write_probes, write_suite
 from headcast.experiments.scenes import (
     AUX_TASKS,
     BENCHMARKS,
@@ -25,6 +24,7 @@ from headcast.experiments.scenes import (
     make_mixture,
     vocabulary,
 )
+from headcast.experiments.suite import write_probes, write_suite
 from headcast.extract import read_probes
 
 

@@ -23,6 +23,7 @@ from headcast.experiments.report.measures import (
 )
 from headcast.experiments.report.settings import ReportSettings
 from headcast.experiments.report.tables import Findings, Zoo
+from headcast.schema import ANSWER_TOKENS
 
 
 def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | None:
@@ -32,7 +33,7 @@ def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | Non
     """
     if settings.mode != "mean":
         return None
-    from headcast.extract.ablation import head_output_means
+    from headcast.extract.head_ablation import head_output_means
     from headcast.extract.probes import read_probes
 
     probes = read_probes(zoo.layout.probes)
@@ -45,12 +46,12 @@ def ablation_results(
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
     from tqdm.auto import tqdm
 
-    from headcast.extract.ablate import ablated_accuracy, encoded_suite, model_shape
+    from headcast.extract.ablated_accuracy import ablated_accuracy, encoded_suite, model_shape
     from headcast.extract.evaluate import load_suite
     from headcast.extract.loading import load_checkpoint
 
     suite = load_suite(zoo.layout.benchmarks)
-    answer_tokens = int(zoo.stamp.get("config", {}).get("answer_tokens", 4))  # as the zoo was scored
+    answer_tokens = int(zoo.stamp.get("config", {}).get("answer_tokens", ANSWER_TOKENS))  # as the zoo was scored
     if settings.ablation_items:
         suite = {name: items[: settings.ablation_items] for name, items in suite.items()}
     rows = []
@@ -94,7 +95,7 @@ def ablation_results(
 
 def probe_pool(zoo: Zoo, size: int) -> tuple[Path, str]:
     """A probe set of at least `size` items: the zoo's own, else a larger one written on other images."""
-    from headcast.experiments.benchmarks import write_probes
+    from headcast.experiments.suite import write_probes
     from headcast.extract.probes import read_probes
     from headcast.extract.storage import cache_root
 
@@ -123,12 +124,8 @@ def probe_size_curve(
     from headcast.extract.pipeline import extract_features
     from headcast.extract.probes import read_probes
     from headcast.predictor.dataset import MIN_GROUPS, build_dataset
-    from headcast.predictor.evaluation import (
-        held_out_predictions,
-        mean_baseline,
-        run_folds,
-        score_predictions,
-    )
+    from headcast.predictor.evaluation import held_out_predictions, mean_baseline, score_predictions
+    from headcast.predictor.splits import run_folds
     from headcast.schema import FEATURE_SCHEMA_VERSION
 
     runs = len(zoo.finals())

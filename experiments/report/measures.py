@@ -172,7 +172,7 @@ def head_sets(per_head: pd.DataFrame, settings: ReportSettings) -> list[dict]:
     layers (other heads where the layer has them): removing early heads hurts far more than late
     ones, so only the second control separates "visual" from "where it sits".
     """
-    from headcast.extract.ablation import random_heads
+    from headcast.extract.head_ablation import random_heads
 
     n_layers, n_heads = int(per_head["layer"].max()) + 1, int(per_head["head"].max()) + 1
     everything = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]

@@ -10,9 +10,10 @@ import dataclasses
 from pathlib import Path
 
 from headcast.errors import HeadcastError
+from headcast.predictor.regressors import REGRESSORS
 
-ESTIMATORS_CHOICES = ("ridge", "lightgbm", "knn")  # predictor.models.ESTIMATORS, without importing LightGBM
-MODES = ("zero", "mean")  # extract.ablation.HeadAblation
+ESTIMATORS_CHOICES = tuple(REGRESSORS)  # the regressors (not `auto`); the registry imports no LightGBM
+MODES = ("zero", "mean")  # extract.head_ablation.HeadAblation
 
 
 @dataclasses.dataclass(frozen=True)

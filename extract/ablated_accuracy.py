@@ -1,6 +1,6 @@
 """`headcast ablate`: a benchmark's accuracy with chosen attention heads removed, next to random heads.
 
-Heads are removed at their output, before the output projection mixes them (`extract.ablation`),
+Heads are removed at their output, before the output projection mixes them (`extract.head_ablation`),
 through the same attention function as recording: zeroed, or replaced by their mean output over a
 probe set. Scoring is the evaluator's own greedy exact match, so an unablated run reproduces
 `headcast evaluate`. Random controls are head sets of the same size drawn from the same layers.
@@ -15,6 +15,7 @@ from contextlib import nullcontext
 
 from headcast.extract.evaluate import encode_items, suite_accuracy
 from headcast.extract.probes import Probe
+from headcast.schema import ANSWER_TOKENS
 
 Head = tuple[int, int]
 
@@ -26,7 +27,7 @@ def ablated_accuracy(
     mode: str = "zero",
     means: dict | None = None,
     batch_size: int = 64,
-    max_new_tokens: int = 4,
+    max_new_tokens: int = ANSWER_TOKENS,
     encoded: dict[str, list] | None = None,
 ) -> dict[str, float]:
     """Benchmark -> accuracy (percent) with `heads` removed for all of generation (prefill and decoding).
@@ -34,7 +35,7 @@ def ablated_accuracy(
     Scored exactly as `evaluate_checkpoint` scores, by the same function. `encoded`: the suite already
     through the checkpoint's processor (`evaluate.encode_items` per benchmark), shared by many head sets.
     """
-    from headcast.extract.ablation import HeadAblation
+    from headcast.extract.head_ablation import HeadAblation
     from headcast.extract.recording import hook_head_outputs
 
     removal = (
@@ -107,7 +108,7 @@ def ablate_suite(
 
     Random set i uses seed `seed + i`.
     """
-    from headcast.extract.ablation import random_heads
+    from headcast.extract.head_ablation import random_heads
 
     _, n_heads = model_shape(checkpoint)
     controls = [random_heads(heads, n_heads, seed + i) for i in range(n_random)]

@@ -1,4 +1,4 @@
-"""Scores from a budget of answered items: anchors, IRT and label-free features in one estimator.
+"""`AnchorPredictor`: a score from a budget of answered items: anchors, IRT and label-free features.
 
 `AnchorPredictor` estimates one benchmark's full score from a checkpoint's answers on k anchor
 items (right or wrong, and the gold answer's probability) and, optionally, label-free features
@@ -13,25 +13,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import nnls
 from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import GroupKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from headcast.errors import HeadcastError
 from headcast.predictor.anchors import choose_anchors
-from headcast.predictor.dataset import Dataset
 from headcast.predictor.irt import IRT
+from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.models import LATER_SET_STANDARD_ERRORS, clearly_better
+from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS
+from headcast.predictor.splits import GroupFolds
 
-ALPHAS = np.logspace(-2, 4, 13)
 # Without label-free features: the anchors' weighted accuracy (0/1 or the gold probability), IRT's
 # estimate from the anchors, a ridge on all of it, and a convex combination of these four. With a
 # set of label-free features (`+set`):
@@ -40,69 +38,6 @@ ALPHAS = np.logspace(-2, 4, 13)
 ANSWER_METHODS = ("anchors", "anchors-prob", "irt", "ridge")
 BASE_METHODS = (*ANSWER_METHODS, "stack")  # stack: their convex combination, weights cross-fitted
 FEATURE_METHODS = ("irt", "ridge", "blend")
-
-
-@dataclasses.dataclass
-class BenchmarkItems:
-    """One benchmark's per-item results: rows are checkpoints, columns items."""
-
-    correct: np.ndarray  # 0/1
-    prob: np.ndarray  # the gold answer's probability; NaN where unknown
-    items: list[str]
-
-    @property
-    def score(self) -> np.ndarray:
-        """Accuracy in percent over all items."""
-        return 100 * self.correct.mean(1)
-
-    def rows(self, index: np.ndarray) -> BenchmarkItems:
-        return BenchmarkItems(self.correct[index], self.prob[index], self.items)
-
-
-def item_matrices(items: pd.DataFrame, checkpoints: Sequence[str]) -> dict[str, BenchmarkItems]:
-    """Per benchmark, the [checkpoints, items] matrices of a long per-item table, rows in `checkpoints`."""
-    out = {}
-    for benchmark, table in items.groupby("benchmark", sort=True):
-        correct = table.pivot(index="checkpoint", columns="item", values="correct")
-        missing = set(checkpoints) - set(correct.index)
-        if missing:
-            raise HeadcastError(
-                f"benchmark {benchmark!r}: no per-item results for {len(missing)} checkpoint(s), "
-                f"e.g. {sorted(missing)[0]!r}; evaluate them or leave the benchmark out"
-            )
-        correct = correct.loc[list(checkpoints)]
-        if correct.isna().any().any():
-            row, column = np.argwhere(correct.isna().to_numpy())[0]
-            raise HeadcastError(
-                f"benchmark {benchmark!r}: checkpoint {correct.index[row]!r} has no result for item "
-                f"{correct.columns[column]!r}; every checkpoint must answer the same items"
-            )
-        prob = table.pivot(index="checkpoint", columns="item", values="prob").loc[
-            correct.index, correct.columns
-        ]
-        out[str(benchmark)] = BenchmarkItems(
-            correct.to_numpy(dtype=float), prob.to_numpy(dtype=float), [str(c) for c in correct.columns]
-        )
-    return out
-
-
-def load_item_results(
-    items: str | Path | pd.DataFrame, scores: pd.DataFrame, dataset: Dataset
-) -> dict[str, BenchmarkItems]:
-    """Per-item results (a `read_items` table or its path) for the dataset's checkpoints and benchmarks,
-    checked against `scores`."""
-    from headcast.predictor.scores import check_items_match_scores, read_items
-
-    if not isinstance(items, pd.DataFrame):
-        items = read_items(items)
-    items = items[items["benchmark"].isin(dataset.benchmarks)]
-    check_items_match_scores(items, scores)
-    missing = sorted(set(dataset.benchmarks) - set(items["benchmark"]))
-    if missing:
-        raise HeadcastError(
-            f"no per-item results for benchmark(s) {', '.join(missing)}; pass --benchmarks to fit the others"
-        )
-    return item_matrices(items, dataset.scores.index)
 
 
 _IRT_FITS: dict[tuple, IRT] = {}
@@ -119,7 +54,7 @@ def fitted_irt(correct: np.ndarray, dims: int, seed: int) -> IRT:
 
 
 def _ridge() -> RidgeCV:
-    return RidgeCV(alphas=ALPHAS)
+    return RidgeCV(alphas=COARSE_RIDGE_ALPHAS)
 
 
 def _scaled(features: np.ndarray):
@@ -179,7 +114,7 @@ def _fit_feature_parts(
     scaler = _scaled(features)
     x = scaler.transform(features)
     if len(set(groups)) >= 2:  # the prior's spread: how far the features miss abilities of unseen runs
-        folds = GroupKFold(n_splits=min(4, len(set(groups))))
+        folds = GroupFolds(4)
         predicted = cross_val_predict(_ridge(), x, irt.theta_, groups=groups, cv=folds)
         residual = irt.theta_ - predicted.reshape(irt.theta_.shape)
     else:  # one run: no unseen run to learn from; the features earn no confidence
@@ -258,7 +193,7 @@ class AnchorPredictor(BaseEstimator):
         features = features or {}
         groups = np.asarray(groups)
         y = data.score
-        folds = list(GroupKFold(n_splits=min(self.inner_folds, len(set(groups)))).split(y, groups=groups))
+        folds = list(GroupFolds(self.inner_folds).split(y, groups=groups))
         oof: dict[str, np.ndarray] = {}
         for train, test in folds:
             parts, feature_parts = self._fit_all(
