@@ -51,7 +51,8 @@ def ablation_results(
     from headcast.extract.loading import load_checkpoint
 
     suite = load_suite(zoo.layout.benchmarks)
-    answer_tokens = int(zoo.stamp.get("config", {}).get("answer_tokens", ANSWER_TOKENS))  # as the zoo was scored
+    # as the zoo was scored
+    answer_tokens = int(zoo.stamp.get("config", {}).get("answer_tokens", ANSWER_TOKENS))
     if settings.ablation_items:
         suite = {name: items[: settings.ablation_items] for name, items in suite.items()}
     rows = []
