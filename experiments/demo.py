@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from headcast.experiments.layout import ZooLayout
-from headcast.extract.probes import read_probes
+from headcast.extract import read_probes
 from headcast.files import atomic_output
 from headcast.tables import write_features
 
@@ -26,7 +26,7 @@ from headcast.tables import write_features
 def extract_zoo(zoo: Path, progress: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Features and per-head tables of every zoo checkpoint, written beside the zoo (cached)."""
     from headcast.contract import ExtractionSettings
-    from headcast.extract.pipeline import extract_features, per_head_tables
+    from headcast.extract import extract_features, per_head_tables
 
     layout = ZooLayout(zoo)
     folders = layout.checkpoint_folders()
@@ -66,7 +66,7 @@ def summary(report, dataset) -> dict:
 
 def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
     """Held-out predictions next to measured scores (each run's last checkpoint by default)."""
-    from headcast.predictor.dataset import last_checkpoints
+    from headcast.predictor import last_checkpoints
 
     rows = dataset.scores.index
     if last_only:
@@ -89,13 +89,19 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from headcast.experiments.report import settings_from_config, write_report
     from headcast.experiments.zoo import build, load_config
-    from headcast.predictor.anchors import write_anchor_probes
-    from headcast.predictor.dataset import build_dataset
-    from headcast.predictor.frontier import format_frontier, frontier
-    from headcast.predictor.item_results import load_item_results
-    from headcast.predictor.registry import CHAMPION, REGISTERED_NAME
-    from headcast.predictor.scores import read_scores
-    from headcast.predictor.tracking import fit_and_track, format_report, log_frontier
+    from headcast.predictor import (
+        CHAMPION,
+        REGISTERED_NAME,
+        build_dataset,
+        fit_and_track,
+        format_frontier,
+        format_report,
+        frontier,
+        load_item_results,
+        log_frontier,
+        read_scores,
+        write_anchor_probes,
+    )
 
     logging.disable_progress_bar()
     zoo = Path(args.zoo or Path("zoo") / args.preset)
@@ -169,7 +175,7 @@ def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -
     """The zoo's training runs into MLflow (`experiments.zoo_tracking`), each with the held-out predictions
     of its checkpoints beside its measured scores; returns the experiment's name."""
     from headcast.experiments.zoo_tracking import log_training_runs
-    from headcast.predictor.runs import log_run_predictions, predicted_steps
+    from headcast.predictor import log_run_predictions, predicted_steps
 
     for name, run_id in log_training_runs(zoo, experiment).items():
         rows = predictions[(dataset.groups == name).to_numpy()]
@@ -181,7 +187,7 @@ def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -
 
 
 def _protocols(text: str) -> tuple[str, ...]:
-    from headcast.predictor.splits import PROTOCOLS
+    from headcast.predictor import PROTOCOLS
 
     names = PROTOCOLS if text == "all" else tuple(p for p in text.split(",") if p)
     unknown = [p for p in names if p not in PROTOCOLS]

@@ -20,19 +20,25 @@ import pandas as pd
 from sklearn.linear_model import RidgeCV
 from threadpoolctl import threadpool_limits
 
-from headcast.predictor.anchor_predictor import AnchorPredictor
-from headcast.predictor.dataset import Dataset, build_dataset
-from headcast.predictor.item_results import load_item_results
-from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
-from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS
-from headcast.predictor.splits import GroupFolds, OneGroupHeldOut, during_training_folds
+from headcast.predictor import (
+    COARSE_RIDGE_ALPHAS,
+    AnchorPredictor,
+    Dataset,
+    GroupFolds,
+    HeadcastPredictor,
+    OneGroupHeldOut,
+    build_dataset,
+    during_training_folds,
+    label_free_feature_sets,
+    load_item_results,
+)
 from headcast.schema import confidence_feature_columns, head_feature_columns
 
 
 def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:
     from headcast.experiments.demo import extract_zoo
     from headcast.experiments.layout import ZooLayout
-    from headcast.predictor.scores import read_scores
+    from headcast.predictor import read_scores
 
     layout = ZooLayout(zoo)
     features, settings, per_head = extract_zoo(zoo, progress=False)

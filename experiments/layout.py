@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from headcast.extract.evaluate import items_path
+from headcast.extract import items_path
 
 PROBE_SET = "probes"  # the name `benchmarks.write_probes` gives a probe set (its items file, ids, images)
 RUN_META_FILE = "zoo_run.json"  # a zoo checkpoint's training settings, beside its weights

@@ -24,7 +24,7 @@ from headcast.errors import HeadcastError
 from headcast.experiments.layout import ZooLayout
 from headcast.experiments.presets import ZooConfig, load_config
 from headcast.experiments.scenes import BENCHMARKS, CHANCE
-from headcast.extract.evaluate import scores_of, write_items, write_scores
+from headcast.extract import scores_of, write_items, write_scores
 from headcast.files import atomic_output
 
 STAMP_VERSION = 2  # 2: per-item results
@@ -307,7 +307,7 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
     import pandas as pd
     import torch
 
-    from headcast.extract.evaluate import evaluate_checkpoint, load_suite
+    from headcast.extract import evaluate_checkpoint, load_suite
 
     torch.set_num_threads(threads)
     if not progress:
@@ -342,8 +342,7 @@ def zoo_items(out: Path) -> list[dict]:
 
 def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
     """The score table as markdown: one row per run (its last checkpoint), plus a chance row."""
-    from headcast.predictor.dataset import last_checkpoints
-    from headcast.predictor.scores import read_scores
+    from headcast.predictor import last_checkpoints, read_scores
 
     rows = read_scores(scores_csv).to_dict("records")
     table: dict[str, dict[str, float]] = {}

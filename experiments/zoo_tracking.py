@@ -16,8 +16,7 @@ from pathlib import Path
 
 from headcast.errors import HeadcastError
 from headcast.experiments.layout import RUN_META_FILE, ZooLayout
-from headcast.predictor.dataset import run_of, step_of
-from headcast.predictor.metric_names import metric_key
+from headcast.predictor import metric_key, run_of, step_of
 
 TRAINING_RUN_TAG = "headcast.training_run"
 ZOO_TAG = "headcast.zoo"  # the zoo folder a training run was logged from
@@ -50,9 +49,7 @@ def log_training_runs(zoo: str | Path, experiment: str = ZOO_EXPERIMENT) -> dict
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from headcast.predictor.registry import configure_tracking
-    from headcast.predictor.scores import read_scores
-    from headcast.predictor.tracking import use_experiment
+    from headcast.predictor import configure_tracking, read_scores, use_experiment
 
     zoo = Path(zoo)
     layout = ZooLayout(zoo)

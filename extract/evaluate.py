@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from headcast.errors import HeadcastError
 from headcast.extract import Probe, build_prompt, read_probes
 from headcast.extract.answers import first_token_answers, is_correct
-from headcast.schema import ANSWER_TOKENS, SCORE_COLUMNS
+from headcast.schema import ANSWER_TOKENS, ITEM_COLUMNS, SCORE_COLUMNS
 
 
 def encode_items(processor, probes: Sequence[Probe], batch_size: int = 64) -> list[tuple[list, list, object]]:
@@ -187,7 +187,6 @@ def write_items(rows: Iterable[dict], out: str | Path) -> Path:
     import pandas as pd
 
     from headcast.files import atomic_output
-    from headcast.predictor.scores import ITEM_COLUMNS
 
     out = Path(out)
     table = pd.DataFrame(list(rows), columns=ITEM_COLUMNS)

@@ -1,6 +1,7 @@
 """The one exception type users see: a one-line message naming the problem and the fix."""
 
 import logging
+from collections.abc import Iterable
 
 
 class HeadcastError(Exception):
@@ -16,3 +17,9 @@ class HeadcastError(Exception):
 def warn(message: str) -> None:
     """One line on stderr for a problem headcast works around (the work goes on)."""
     logging.getLogger("headcast").warning("headcast: warning: %s", " ".join(message.splitlines()))
+
+
+def listing(names: Iterable[str], limit: int = 3) -> str:
+    """`a, b, c (+2 more)`: a few names for a one-line message, sorted, however many there are."""
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")

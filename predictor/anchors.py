@@ -19,7 +19,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from headcast.errors import HeadcastError
-from headcast.extract.probes import read_probes
+from headcast.extract import read_probes
 from headcast.files import atomic_output
 
 

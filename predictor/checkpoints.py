@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from headcast.errors import HeadcastError
-from headcast.predictor.dataset import _names
+from headcast.errors import HeadcastError, listing
 
 
 def checkpoint_key(name: str, root: Path | None = None) -> str:
@@ -65,9 +64,9 @@ def rename_checkpoints(
 def _mismatch_message(unmatched: list[str], featureless: list[str], root: Path | None, what: str) -> str:
     parts = []
     if featureless:
-        parts.append(f"{len(featureless)} checkpoint(s) have features but no {what}s: {_names(featureless)}")
+        parts.append(f"{len(featureless)} checkpoint(s) have features but no {what}s: {listing(featureless)}")
     if unmatched:
-        parts.append(f"{len(unmatched)} {what} checkpoint(s) match no feature row: {_names(unmatched)}")
+        parts.append(f"{len(unmatched)} {what} checkpoint(s) match no feature row: {listing(unmatched)}")
     guess = _guess_root(unmatched, featureless)
     if guess is not None and guess != root:
         fix = f"pass --checkpoint-root {guess} (the folder the feature names are relative to)"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from headcast.contract import ExtractionContract, table_contract
-from headcast.errors import HeadcastError
+from headcast.errors import HeadcastError, listing
 from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 MIN_GROUPS = 3
@@ -72,11 +72,6 @@ def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _names(items: Sequence[str], limit: int = 3) -> str:
-    items = sorted(items)
-    return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
-
-
 def build_dataset(
     features: pd.DataFrame,
     scores: pd.DataFrame,
@@ -93,16 +88,16 @@ def build_dataset(
         unknown = set(benchmarks) - set(wide.columns)
         if unknown:
             raise HeadcastError(
-                f"unknown benchmark(s) {_names(unknown)}; the score table has {_names(wide.columns, 20)}"
+                f"unknown benchmark(s) {listing(unknown)}; the score table has {listing(wide.columns, 20)}"
             )
         wide = wide[list(benchmarks)]
     unscored = set(matrix.index) - set(wide.index)
     if unscored:
-        raise HeadcastError(f"{len(unscored)} checkpoint(s) have features but no scores: {_names(unscored)}")
+        raise HeadcastError(f"{len(unscored)} checkpoint(s) have features but no scores: {listing(unscored)}")
     featureless = set(wide.index) - set(matrix.index)
     if featureless:
         raise HeadcastError(
-            f"{len(featureless)} checkpoint(s) have scores but no features: {_names(featureless)}; "
+            f"{len(featureless)} checkpoint(s) have scores but no features: {listing(featureless)}; "
             "extract them (names must match, see 'headcast extract --relative-to')"
         )
     order = sorted(matrix.index)

@@ -67,7 +67,8 @@ def load_item_results(
 ) -> dict[str, BenchmarkItems]:
     """Per-item results (a `read_items` table or its path) for the dataset's checkpoints and benchmarks,
     checked against `scores`."""
-    from headcast.predictor.scores import check_items_match_scores, read_items
+    from headcast.predictor.score_tables import check_items_match_scores
+    from headcast.predictor.scores import read_items
 
     if not isinstance(items, pd.DataFrame):
         items = read_items(items)

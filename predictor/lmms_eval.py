@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from headcast.errors import HeadcastError
-from headcast.predictor.dataset import _names
-from headcast.predictor.scores import (
-    ITEM_COLUMNS,
+from headcast.errors import HeadcastError, listing
+from headcast.predictor.score_tables import (
     SCORE_TABLE_COLUMNS,
-    _checked_items,
-    _without_duplicates,
     checked_counts,
+    checked_items,
+    without_duplicates,
 )
+from headcast.schema import ITEM_COLUMNS
 
 
 def _headline_metric(metrics: dict) -> tuple[str, float] | None:
@@ -118,7 +117,7 @@ def read_lmms_eval(folder: Path, allow_partial: bool = False, keep_latest: bool 
     table = _in_percent(pd.DataFrame(rows, columns=SCORE_TABLE_COLUMNS))
     table = checked_counts(table, lambda row: f"{folder / table['source'][row]} (n-samples)")
     table = _full_runs_first(table, allow_partial)
-    return _without_duplicates(table, keep_latest)
+    return without_duplicates(table, keep_latest)
 
 
 def _in_percent(table: pd.DataFrame) -> pd.DataFrame:
@@ -179,10 +178,10 @@ def read_lmms_eval_items(
             "run lmms-eval with --log_samples"
         )
     logs.sort(key=lambda log: (str(reports.get(_results_of(log), {}).get("date") or ""), str(log)))
-    tables = [_checked_items(_lmms_samples(log, reports), log) for log in logs]
+    tables = [checked_items(_lmms_samples(log, reports), log) for log in logs]
     if keep_latest:  # a later run of a checkpoint and task replaces the earlier ones
         tables = list({(t["checkpoint"].iloc[0], t["benchmark"].iloc[0]): t for t in tables}.values())
-    return _checked_items(pd.concat(tables, ignore_index=True), folder)  # no item twice across logs
+    return checked_items(pd.concat(tables, ignore_index=True), folder)  # no item twice across logs
 
 
 def _results_of(log: Path) -> Path:
@@ -201,7 +200,7 @@ def _lmms_samples(log: Path, reports: dict[Path, dict]) -> pd.DataFrame:
         )
     if task not in report["results"]:
         raise HeadcastError(
-            f"{log}: task {task!r} is not among the tasks of {results.name} ({_names(report['results'])}); "
+            f"{log}: task {task!r} is not among the tasks of {results.name} ({listing(report['results'])}); "
             "keep each samples log beside its own run's results.json"
         )
     metrics = report["results"][task]

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
 
 from headcast.contract import ExtractionContract
-from headcast.extract.plots import head_heatmap
+from headcast.extract import head_heatmap
 from headcast.predictor import pyfunc_model
 from headcast.predictor.dataset import Dataset, last_checkpoints
 from headcast.predictor.evaluation import (

@@ -11,7 +11,9 @@ import pytest
 
 from headcast.errors import HeadcastError
 from headcast.extract.evaluate import items_path, scores_of, write_items, write_scores
-from headcast.predictor.scores import ITEM_COLUMNS, check_items_match_scores, read_items, read_scores
+from headcast.predictor.score_tables import check_items_match_scores
+from headcast.predictor.scores import read_items, read_scores
+from headcast.schema import ITEM_COLUMNS
 
 LMMS_EVAL = Path(__file__).parent / "data" / "lmms-eval"  # real lmms-eval 0.7.3 output, see its README
 ROWS = [

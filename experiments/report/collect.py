@@ -33,8 +33,7 @@ def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | Non
     """
     if settings.mode != "mean":
         return None
-    from headcast.extract.head_ablation import head_output_means
-    from headcast.extract.probes import read_probes
+    from headcast.extract import head_output_means, read_probes
 
     probes = read_probes(zoo.layout.probes)
     return head_output_means(checkpoint, probes, settings.batch_size)
@@ -46,9 +45,7 @@ def ablation_results(
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
     from tqdm.auto import tqdm
 
-    from headcast.extract.ablated_accuracy import ablated_accuracy, encoded_suite, model_shape
-    from headcast.extract.evaluate import load_suite
-    from headcast.extract.loading import load_checkpoint
+    from headcast.extract import ablated_accuracy, encoded_suite, load_checkpoint, load_suite, model_shape
 
     suite = load_suite(zoo.layout.benchmarks)
     # as the zoo was scored
@@ -97,8 +94,7 @@ def ablation_results(
 def probe_pool(zoo: Zoo, size: int) -> tuple[Path, str]:
     """A probe set of at least `size` items: the zoo's own, else a larger one written on other images."""
     from headcast.experiments.suite import write_probes
-    from headcast.extract.probes import read_probes
-    from headcast.extract.storage import cache_root
+    from headcast.extract import cache_root, read_probes
 
     own = zoo.layout.probes
     if len(read_probes(own)) >= size:
@@ -121,12 +117,15 @@ def probe_size_curve(
     Returns (MAE per size, draw and benchmark; mean-score baseline MAE per benchmark; probe source).
     """
     from headcast.contract import ExtractionSettings
-    from headcast.extract.features import feature_row
-    from headcast.extract.pipeline import extract_features
-    from headcast.extract.probes import read_probes
-    from headcast.predictor.dataset import MIN_GROUPS, build_dataset
-    from headcast.predictor.evaluation import held_out_predictions, mean_baseline, score_predictions
-    from headcast.predictor.splits import run_folds
+    from headcast.extract import extract_features, feature_row, read_probes
+    from headcast.predictor import (
+        MIN_GROUPS,
+        build_dataset,
+        held_out_predictions,
+        mean_baseline,
+        run_folds,
+        score_predictions,
+    )
     from headcast.schema import FEATURE_SCHEMA_VERSION
 
     runs = len(zoo.finals())
@@ -161,8 +160,7 @@ def probe_size_curve(
 def measure(zoo: Zoo, settings: ReportSettings, progress: bool = True) -> tuple[Findings, pd.DataFrame]:
     """Run every measurement of the report; returns the findings and the checkpoints' feature table."""
     from headcast.contract import ExtractionSettings
-    from headcast.extract.pipeline import extract_features, per_head_tables
-    from headcast.extract.probes import read_probes
+    from headcast.extract import extract_features, per_head_tables, read_probes
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()

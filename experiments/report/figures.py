@@ -73,7 +73,7 @@ def depth_figures(profile: pd.DataFrame, finals: dict[str, str]) -> dict:
 
 def correlation_figure(corr: pd.DataFrame, features: pd.DataFrame, wide: pd.DataFrame) -> dict:
     """Spearman heatmap (metric x benchmark) and concentration against mean accuracy, coloured by run."""
-    from headcast.predictor.dataset import run_of
+    from headcast.predictor import run_of
 
     plt = _figures()
     grid = corr.pivot(index="metric", columns="benchmark", values="rho")

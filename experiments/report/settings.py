@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from headcast.errors import HeadcastError
-from headcast.predictor.regressors import REGRESSORS
+from headcast.predictor import REGRESSORS
 
 ESTIMATORS_CHOICES = tuple(REGRESSORS)  # the regressors (not `auto`); the registry imports no LightGBM
 MODES = ("zero", "mean")  # extract.head_ablation.HeadAblation

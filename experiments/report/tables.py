@@ -38,7 +38,7 @@ class Zoo:
 
     def finals(self) -> dict[str, str]:
         """Run -> name of its last checkpoint."""
-        from headcast.predictor.dataset import last_checkpoints
+        from headcast.predictor import last_checkpoints
 
         return last_checkpoints(self.names)
 
@@ -57,7 +57,7 @@ class Zoo:
 
 def read_zoo(root: str | Path) -> Zoo:
     """Checkpoints, scores and stamp of a zoo folder; errors name the command that makes what is missing."""
-    from headcast.predictor.scores import read_scores
+    from headcast.predictor import read_scores
 
     root = Path(root)
     layout = ZooLayout(root)

@@ -19,7 +19,7 @@ def log_to_mlflow(
     """One run in `experiment`: the Markdown, figures and tables as artifacts, headline numbers as metrics."""
     import mlflow
 
-    from headcast.predictor.tracking import configure_tracking, metric_key, use_experiment
+    from headcast.predictor import configure_tracking, metric_key, use_experiment
 
     configure_tracking()
     summary = ablation_summary(findings.ablation)

@@ -31,7 +31,7 @@ def write_report(
     progress: bool = True,
 ) -> Path:
     """Measure, draw, write `out/` (figures, CSVs) and the Markdown (default out/report.md); log to MLflow."""
-    from headcast.extract.plots import save_figure
+    from headcast.extract import save_figure
     from headcast.files import atomic_output
 
     started = time.perf_counter()
