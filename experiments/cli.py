@@ -9,17 +9,16 @@ import time
 from pathlib import Path
 
 from headcast.errors import HeadcastError
+from headcast.experiments.zoo import build, markdown_table
+from headcast.experiments.zoo_tracking import log_training_runs
 
 
 def run_build(args: argparse.Namespace) -> None:
     t = time.perf_counter()
-    from headcast.experiments.zoo import build
 
     scores = build(args.preset, args.out, args.seed, args.threads, args.jobs)
     print(f"built the {args.preset} zoo in {time.perf_counter() - t:.0f} s; scores in {scores}")
     if args.experiment:
-        from headcast.experiments.zoo_tracking import log_training_runs
-
         runs = log_training_runs(args.out, args.experiment)
         print(f"{len(runs)} training runs in MLflow experiment {args.experiment!r}")
 
@@ -28,7 +27,6 @@ def run_table(args: argparse.Namespace) -> None:
     path = Path(args.dir) / "scores.csv" if Path(args.dir).is_dir() else Path(args.dir)
     if not path.is_file():
         raise HeadcastError(f"no scores table at {path}; run `headcast zoo build` first")
-    from headcast.experiments.zoo import markdown_table
 
     print(markdown_table(path, final_only=not args.all))
 

@@ -17,15 +17,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from headcast.contract import ExtractionSettings
 from headcast.experiments.layout import ZooLayout
+from headcast.experiments.report import settings_from_config, write_report
+from headcast.experiments.zoo import build, load_config
+from headcast.experiments.zoo_tracking import log_training_runs
 from headcast.extract import read_probes
 from headcast.files import atomic_output
+from headcast.predictor import last_checkpoints
 from headcast.tables import write_features
 
 
 def extract_zoo(zoo: Path, progress: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Features and per-head tables of every zoo checkpoint, written beside the zoo (cached)."""
-    from headcast.contract import ExtractionSettings
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract import extract_features, per_head_tables
 
     layout = ZooLayout(zoo)
@@ -66,7 +71,6 @@ def summary(report, dataset) -> dict:
 
 def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
     """Held-out predictions next to measured scores (each run's last checkpoint by default)."""
-    from headcast.predictor import last_checkpoints
 
     rows = dataset.scores.index
     if last_only:
@@ -84,11 +88,11 @@ def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # here, not at the top: loads MLflow, transformers only when this runs
     import mlflow
     from transformers.utils import logging
 
-    from headcast.experiments.report import settings_from_config, write_report
-    from headcast.experiments.zoo import build, load_config
+    # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor import (
         CHAMPION,
         REGISTERED_NAME,
@@ -174,7 +178,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -> str:
     """The zoo's training runs into MLflow (`experiments.zoo_tracking`), each with the held-out predictions
     of its checkpoints beside its measured scores; returns the experiment's name."""
-    from headcast.experiments.zoo_tracking import log_training_runs
+    # here, not at the top: loads MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor import log_run_predictions, predicted_steps
 
     for name, run_id in log_training_runs(zoo, experiment).items():
@@ -187,6 +191,7 @@ def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -
 
 
 def _protocols(text: str) -> tuple[str, ...]:
+    # here, not at the top: loads scikit-learn only when this runs
     from headcast.predictor import PROTOCOLS
 
     names = PROTOCOLS if text == "all" else tuple(p for p in text.split(",") if p)

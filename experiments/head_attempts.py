@@ -20,6 +20,8 @@ import pandas as pd
 from sklearn.linear_model import RidgeCV
 from threadpoolctl import threadpool_limits
 
+from headcast.experiments.demo import extract_zoo
+from headcast.experiments.layout import ZooLayout
 from headcast.predictor import (
     COARSE_RIDGE_ALPHAS,
     AnchorPredictor,
@@ -31,14 +33,12 @@ from headcast.predictor import (
     during_training_folds,
     label_free_feature_sets,
     load_item_results,
+    read_scores,
 )
 from headcast.schema import confidence_feature_columns, head_feature_columns
 
 
 def load(zoo: Path) -> tuple[Dataset, dict, pd.DataFrame]:
-    from headcast.experiments.demo import extract_zoo
-    from headcast.experiments.layout import ZooLayout
-    from headcast.predictor import read_scores
 
     layout = ZooLayout(zoo)
     features, settings, per_head = extract_zoo(zoo, progress=False)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from headcast.errors import HeadcastError
+from headcast.experiments.scenes import AUX_TASKS, TASKS
 from headcast.schema import ANSWER_TOKENS
 
 PRESETS = ("smoke", "small", "full")
@@ -46,6 +47,7 @@ class ZooConfig:
 
 def load_config(preset: str) -> ZooConfig:
     """The preset `smoke|small|full` from experiments/configs, or any YAML file of the same shape."""
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.experiments.modeling import ModelSpec
     from headcast.experiments.train import RunConfig, even_steps
 
@@ -81,7 +83,6 @@ def load_config(preset: str) -> ZooConfig:
             "runs differ in vision_hidden, vision_layers, image_size or patch_size; "
             "the zoo shares one pretrained vision encoder, so set these in `defaults` only"
         )
-    from headcast.experiments.scenes import AUX_TASKS, TASKS
 
     curriculum = dict(raw.get("curriculum") or {})
     for where, weights in (

@@ -17,15 +17,22 @@ import os
 import shutil
 import time
 import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
 
 from headcast.errors import HeadcastError
 from headcast.experiments.layout import ZooLayout
 from headcast.experiments.presets import ZooConfig, load_config
-from headcast.experiments.scenes import BENCHMARKS, CHANCE
-from headcast.extract import scores_of, write_items, write_scores
+from headcast.experiments.scenes import AUX_TASKS, BENCHMARKS, CHANCE, TASKS, make_mixture
+from headcast.experiments.suite import write_probes, write_suite
+from headcast.extract import evaluate_checkpoint, load_suite, scores_of, write_items, write_scores
 from headcast.files import atomic_output
+from headcast.predictor import last_checkpoints, read_scores
 
 STAMP_VERSION = 2  # 2: per-item results
 
@@ -62,6 +69,7 @@ def _lm_key(spec) -> str:
 
 
 def _save_tensors(path: Path, tensors: dict) -> None:
+    # here, not at the top: loads torch only when this runs
     from safetensors.torch import save_file
 
     with atomic_output(path) as tmp:
@@ -69,12 +77,14 @@ def _save_tensors(path: Path, tensors: dict) -> None:
 
 
 def _load_tensors(path: Path) -> dict:
+    # here, not at the top: loads torch only when this runs
     from safetensors.torch import load_file
 
     return load_file(path)
 
 
 def _atomic_checkpoint(model, processor, final: Path, meta: dict) -> None:
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.experiments.modeling import save_checkpoint
 
     tmp = final.with_name(final.name + ".tmp")
@@ -94,6 +104,7 @@ def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1, jobs: i
     two OpenMP threads on a 2-core machine run ~50x slower. Every run is seeded on its own, so the
     result does not depend on `jobs`.
     """
+    # here, not at the top: loads torch only when this runs
     import torch
 
     previous = torch.get_num_threads()
@@ -105,11 +116,11 @@ def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1, jobs: i
 
 
 def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
+    # here, not at the top: loads torch only when this runs
     import torch
 
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.experiments import train
-    from headcast.experiments.scenes import make_mixture
-    from headcast.experiments.suite import write_probes, write_suite
 
     config = load_config(preset)
     _stamp(out, config, seed)
@@ -168,10 +179,6 @@ def _in_parallel(job, arguments: list[tuple], jobs: int, desc: str):
     In parallel, the workers' own progress bars are off (they would interleave) and one bar counts
     finished jobs; in this process the jobs show their training bars as usual.
     """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    from tqdm.auto import tqdm
 
     if not arguments:
         return
@@ -196,17 +203,17 @@ def _find_run(config: ZooConfig, name: str):
 
 def _training_tasks(config: ZooConfig) -> tuple[str, ...]:
     """The benchmarked tasks plus any training-only task the mixture weights."""
-    from headcast.experiments.scenes import AUX_TASKS, TASKS
 
     return TASKS + tuple(t for t in AUX_TASKS if config.mixture.get(t))
 
 
 def _language_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
     """Pretrain (and cache) the language model of `run_name`'s LM shape."""
+    # here, not at the top: loads torch only when this runs
     import torch
 
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.experiments import train
-    from headcast.experiments.scenes import make_mixture
 
     torch.set_num_threads(threads)
     t = time.perf_counter()
@@ -226,9 +233,9 @@ def _training_sets(
     preset: str, seed: int, arch: str, image_size: int, patch_size: int, anyres_grid: int
 ) -> tuple:
     """Caption, instruction and curriculum data encoded for one processor; cached per process."""
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.experiments import train
     from headcast.experiments.modeling import build_processor
-    from headcast.experiments.scenes import make_mixture
 
     config = load_config(preset)
     spec = next(
@@ -258,12 +265,15 @@ def _training_sets(
 
 def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
     """Train one run from the cached vision and language weights, saving its checkpoints."""
+    # here, not at the top: loads torch only when this runs
     import torch
 
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.experiments import train
 
     torch.set_num_threads(threads)
     if not progress:  # a worker among others: its bars, save_pretrained's included, would interleave
+        # here, not at the top: loads transformers only when this runs
         from transformers.utils import logging
 
         logging.disable_progress_bar()
@@ -304,13 +314,12 @@ def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, pro
 
 def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
     """Score every checkpoint of one run not scored yet (cached per checkpoint, so scoring resumes)."""
-    import pandas as pd
+    # here, not at the top: loads torch only when this runs
     import torch
-
-    from headcast.extract import evaluate_checkpoint, load_suite
 
     torch.set_num_threads(threads)
     if not progress:
+        # here, not at the top: loads transformers only when this runs
         from transformers.utils import logging
 
         logging.disable_progress_bar()
@@ -333,7 +342,6 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
 
 def zoo_items(out: Path) -> list[dict]:
     """The per-item results of every checkpoint, from the evaluation cache."""
-    import pandas as pd
 
     layout = ZooLayout(out)
     tables = [pd.read_parquet(layout.checkpoint_items(path)) for path in layout.checkpoint_folders()]
@@ -342,7 +350,6 @@ def zoo_items(out: Path) -> list[dict]:
 
 def markdown_table(scores_csv: str | Path, final_only: bool = True) -> str:
     """The score table as markdown: one row per run (its last checkpoint), plus a chance row."""
-    from headcast.predictor import last_checkpoints, read_scores
 
     rows = read_scores(scores_csv).to_dict("records")
     table: dict[str, dict[str, float]] = {}

@@ -46,9 +46,11 @@ def run_params(run_dir: Path) -> dict[str, str]:
 
 def log_training_runs(zoo: str | Path, experiment: str = ZOO_EXPERIMENT) -> dict[str, str]:
     """Log each of the zoo's training runs (not yet in `experiment`) as an MLflow run; name -> run id."""
+    # here, not at the top: loads MLflow only when this runs
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
+    # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor import configure_tracking, read_scores, use_experiment
 
     zoo = Path(zoo)

@@ -35,6 +35,7 @@ def ablated_accuracy(
     Scored exactly as `evaluate_checkpoint` scores, by the same function. `encoded`: the suite already
     through the checkpoint's processor (`evaluate.encode_items` per benchmark), shared by many head sets.
     """
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract.head_ablation import HeadAblation
     from headcast.extract.recording import hook_head_outputs
 
@@ -108,6 +109,7 @@ def ablate_suite(
 
     Random set i uses seed `seed + i`.
     """
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract.head_ablation import random_heads
 
     _, n_heads = model_shape(checkpoint)

@@ -7,11 +7,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 from headcast.arguments import fraction, positive_int
+from headcast.contract import ExtractionSettings
 from headcast.errors import HeadcastError
+from headcast.extract.ablated_accuracy import ablate_suite, model_shape
+from headcast.extract.evaluate import evaluate, items_path, load_suite
 from headcast.extract.plots import head_heatmap, save_figure
+from headcast.extract.probe_sets import build_probe_set
 from headcast.extract.probes import read_probes
 from headcast.files import atomic_output, check_writable
 from headcast.schema import CONTRACT_COLUMN, QUERY_POSITIONS, VisualHeadThresholds
@@ -98,7 +103,7 @@ def check_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path]) -> N
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from headcast.contract import ExtractionSettings
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract.pipeline import answers_table, extract_features, per_head_tables
 
     settings = ExtractionSettings(
@@ -108,6 +113,7 @@ def run_extract(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         thresholds=VisualHeadThresholds(args.visual_mass_threshold, args.concentration_threshold),
     )
+    # here, not at the top: loads transformers only when this runs
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # our own bars say what is happening
@@ -173,9 +179,6 @@ def add_probes_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from collections import Counter
-
-    from headcast.extract.probe_sets import build_probe_set
 
     path = build_probe_set(
         args.dataset,
@@ -200,7 +203,6 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from headcast.extract.evaluate import evaluate, items_path
 
     for out in (args.out, items_path(args.out)):  # now, not after scoring every checkpoint
         check_writable(out)
@@ -230,8 +232,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_ablate(args: argparse.Namespace) -> int:
     """The CLI: load once, parse heads against the model's shape, score each benchmark file."""
-    from headcast.extract.ablated_accuracy import ablate_suite, model_shape
-    from headcast.extract.evaluate import load_suite
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract.head_ablation import head_output_means, parse_heads
     from headcast.extract.loading import load_checkpoint
 

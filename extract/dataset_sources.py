@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from headcast.errors import HeadcastError
 
@@ -74,6 +75,7 @@ class DiskSource:
 
     def values(self, columns: Sequence[str]) -> dict[str, list[Any]]:
         """Stored values; `ClassLabel` columns (common for tasks) give their label names."""
+        # here, not at the top: loads datasets only when this runs
         import datasets
 
         names = list(dict.fromkeys(columns))
@@ -98,7 +100,6 @@ class ParquetSource:
     kind = "parquet"
 
     def __init__(self, path: Path) -> None:
-        import pyarrow.parquet as pq
 
         self.path = path
         self.files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
@@ -123,7 +124,6 @@ class ParquetSource:
         return sum(self.counts)
 
     def values(self, columns: Sequence[str]) -> dict[str, list[Any]]:
-        import pyarrow.parquet as pq
 
         names = list(dict.fromkeys(columns))
         out: dict[str, list[Any]] = {name: [] for name in names}
@@ -134,7 +134,6 @@ class ParquetSource:
         return out
 
     def images(self, column: str, rows: Sequence[int]) -> Iterator[tuple[Any, Path]]:
-        import pyarrow.parquet as pq
 
         found: dict[int, tuple[Any, Path]] = {}
         wanted = np.asarray(sorted(rows))

@@ -14,11 +14,13 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from headcast.errors import HeadcastError
 from headcast.extract import Probe, build_prompt, read_probes
 from headcast.extract.answers import first_token_answers, is_correct
+from headcast.files import atomic_output
 from headcast.schema import ANSWER_TOKENS, ITEM_COLUMNS, SCORE_COLUMNS
 
 
@@ -51,6 +53,7 @@ def answer_items(
     the first generated token's distribution, as in extraction (`extract.answers`). `encoded`: the
     probes already through this checkpoint's processor (`encode_items`).
     """
+    # here, not at the top: loads torch only when this runs
     import torch
 
     model, tokenizer = checkpoint.model, checkpoint.processor.tokenizer
@@ -162,7 +165,6 @@ def suite_accuracy(
 
 def scores_of(items: Iterable[dict]) -> list[dict]:
     """Long score rows (`checkpoint, benchmark, score, n`, score in percent) from per-item rows."""
-    import pandas as pd
 
     table = pd.DataFrame(list(items))
     grouped = table.groupby(["checkpoint", "benchmark"], sort=False)["correct"]
@@ -172,7 +174,6 @@ def scores_of(items: Iterable[dict]) -> list[dict]:
 
 def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
     """Write the long score table as CSV, atomically; read it back with `predictor.scores.read_scores`."""
-    from headcast.files import atomic_output
 
     out = Path(out)
     with atomic_output(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
@@ -184,9 +185,6 @@ def write_scores(rows: Iterable[dict], out: str | Path) -> Path:
 
 def write_items(rows: Iterable[dict], out: str | Path) -> Path:
     """Write the per-item table as Parquet, atomically; read it back with `predictor.scores.read_items`."""
-    import pandas as pd
-
-    from headcast.files import atomic_output
 
     out = Path(out)
     table = pd.DataFrame(list(rows), columns=ITEM_COLUMNS)

@@ -10,6 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from headcast.files import atomic_output
+
 HEATMAP_METRICS = ("visual_mass", "concentration", "region_mass", "visual_head_rate")
 
 
@@ -36,7 +38,6 @@ def head_heatmap(per_head: pd.DataFrame, title: str) -> Figure:
 
 
 def save_figure(figure: Figure, path) -> None:
-    from headcast.files import atomic_output
 
     with atomic_output(path) as tmp:
         figure.savefig(tmp, dpi=110, format="png")

@@ -7,19 +7,20 @@ import os
 import sys
 
 from headcast.errors import HeadcastError
+from headcast.experiments.cli import add_zoo_parser
+from headcast.experiments.demo import add_demo_parser
+from headcast.experiments.report.cli import add_report_parser
+from headcast.predictor.cli import add_predictor_parsers
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from headcast.experiments.cli import add_zoo_parser
-    from headcast.experiments.demo import add_demo_parser
-    from headcast.experiments.report.cli import add_report_parser
+    # here, not at the top: loads FastAPI, matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.extract.cli import (
         add_ablate_parser,
         add_evaluate_parser,
         add_extract_parser,
         add_probes_parser,
     )
-    from headcast.predictor.cli import add_predictor_parsers
     from headcast.predictor.service.cli import add_serve_parser
 
     parser = argparse.ArgumentParser(

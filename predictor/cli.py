@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from headcast.errors import HeadcastError
+from headcast.files import check_writable
+from headcast.predictor.checkpoints import rename_checkpoints
+from headcast.predictor.dataset import build_dataset
+from headcast.predictor.item_results import load_item_results
 from headcast.predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME
+from headcast.predictor.regressors import ESTIMATORS
+from headcast.predictor.scores import read_items, read_scores
 from headcast.schema import PER_HEAD_COLUMNS, QUERY_POSITIONS
 from headcast.tables import read_features, read_table
 
@@ -132,9 +138,6 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def _load_fit_inputs(args: argparse.Namespace):
     """The dataset, the item count behind each score, the probe count, and the scores themselves."""
-    from headcast.predictor.checkpoints import rename_checkpoints
-    from headcast.predictor.dataset import build_dataset
-    from headcast.predictor.scores import read_scores
 
     features, settings = read_features(args.features)
     scores = read_scores(args.scores, args.allow_partial, args.keep_latest)
@@ -148,7 +151,7 @@ def _load_fit_inputs(args: argparse.Namespace):
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from headcast.predictor.regressors import ESTIMATORS
+    # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor.tracking import fit_and_track, format_report, log_scores
 
     estimators = [e for e in args.estimators.split(",") if e]
@@ -162,16 +165,10 @@ def run_fit(args: argparse.Namespace) -> int:
             "--anchors-out needs --items (to choose anchors) and --suite (to copy the items from)"
         )
     if args.anchors_out:
-        from headcast.files import check_writable
-
         check_writable(args.anchors_out)  # now, not after the fit
     dataset, items, probe_count, scores = _load_fit_inputs(args)
     item_results = None
     if args.items:
-        from headcast.predictor.checkpoints import rename_checkpoints
-        from headcast.predictor.item_results import load_item_results
-        from headcast.predictor.scores import read_items
-
         item_table = read_items(args.items, args.allow_partial, args.keep_latest)
         item_table = rename_checkpoints(
             item_table, list(dataset.scores.index), args.checkpoint_root, what="per-item result"
@@ -195,6 +192,7 @@ def run_fit(args: argparse.Namespace) -> int:
     log_scores(scores, report.run_id)
     print(format_report(report, dataset.benchmarks))
     if item_results is not None:
+        # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
         from headcast.predictor.frontier import format_frontier, frontier
         from headcast.predictor.tracking import log_frontier
 
@@ -209,8 +207,10 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
+    # here, not at the top: loads MLflow only when this runs
     import mlflow
 
+    # here, not at the top: loads scikit-learn only when this runs
     from headcast.predictor.anchors import write_anchor_probes
 
     anchors = mlflow.artifacts.load_dict(f"runs:/{run_id}/anchors.json")
@@ -219,6 +219,7 @@ def _write_anchors(run_id: str, suite: Path, out: Path) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    # here, not at the top: loads MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor.predicting import PredictionPipeline, resolve_model, with_answers
 
     model = resolve_model(args.model)
@@ -253,6 +254,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_predict_runs(args: argparse.Namespace) -> int:
+    # here, not at the top: loads MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor.predicting import PredictionPipeline
     from headcast.predictor.runs import predict_runs
 

@@ -16,6 +16,8 @@ import pandas as pd
 
 from headcast.errors import HeadcastError
 from headcast.predictor.dataset import Dataset
+from headcast.predictor.score_tables import check_items_match_scores
+from headcast.predictor.scores import read_items
 
 
 @dataclasses.dataclass
@@ -67,8 +69,6 @@ def load_item_results(
 ) -> dict[str, BenchmarkItems]:
     """Per-item results (a `read_items` table or its path) for the dataset's checkpoints and benchmarks,
     checked against `scores`."""
-    from headcast.predictor.score_tables import check_items_match_scores
-    from headcast.predictor.scores import read_items
 
     if not isinstance(items, pd.DataFrame):
         items = read_items(items)

@@ -30,6 +30,7 @@ HOW_TO_MAKE_ONE = "run 'headcast fit' or 'headcast demo' first"
 
 def configure_tracking() -> str:
     """Point MLflow at `$MLFLOW_TRACKING_URI`, else at the SQLite store under `mlruns/`."""
+    # here, not at the top: loads MLflow only when this runs
     import mlflow
 
     uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -48,6 +49,7 @@ def _reason(err: BaseException) -> str:
 
 def load_model(uri: str) -> Any:
     """The pyfunc model behind `uri`, or a one-line HeadcastError saying how to make one."""
+    # here, not at the top: loads MLflow only when this runs
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -61,6 +63,7 @@ def load_model(uri: str) -> Any:
 def fitted_predictor(pyfunc_model: Any) -> Any:
     """The fitted HeadcastPredictor (or HybridPredictor) inside a loaded pyfunc model; a model that
     holds none (another flavour, another python model) is a one-line HeadcastError."""
+    # here, not at the top: loads MLflow only when this runs
     from mlflow.exceptions import MlflowException
 
     try:
@@ -96,6 +99,7 @@ def pin(uri: str) -> RegisteredVersion | None:
     HeadcastError saying how to make one."""
     if not uri.startswith("models:/"):
         return None
+    # here, not at the top: loads MLflow only when this runs
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -116,6 +120,7 @@ def pin(uri: str) -> RegisteredVersion | None:
 
 def crown(version: str, benchmarks: Sequence[str], schema: str, contract_json: str | None = None) -> None:
     """Tag a freshly registered version of `REGISTERED_NAME` and make it the champion."""
+    # here, not at the top: loads MLflow only when this runs
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 
 from headcast.errors import HeadcastError
 from headcast.predictor.dataset import step_of
@@ -26,8 +28,6 @@ CHECKPOINTS_PARAM = "output_dir"
 
 def log_run_predictions(run_id: str, steps: Sequence[int], predictions: pd.DataFrame) -> int:
     """Log one prediction row per step into `run_id` (MLflow's client: any run, open or finished)."""
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
 
     now = int(time.time() * 1000)
     rows = prediction_json(predictions, benchmarks_of(predictions))
@@ -54,7 +54,6 @@ def run_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
 
 def predicted_steps(run_id: str) -> set[int]:
     """Steps at which a run already has predictions (any `pred/` metric logged there)."""
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     keys = [k for k in client.get_run(run_id).data.metrics if k.startswith("pred/") and k != "pred/ood"]
@@ -63,7 +62,6 @@ def predicted_steps(run_id: str) -> set[int]:
 
 def runs_to_predict(experiment: str, param: str = CHECKPOINTS_PARAM) -> dict[str, list[tuple[int, Path]]]:
     """Run id -> checkpoints not yet predicted, for every run of `experiment` whose `param` is a folder."""
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)

@@ -20,6 +20,7 @@ import joblib
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
@@ -39,7 +40,7 @@ from headcast.predictor.hybrid import HybridPredictor
 from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.metric_names import metric_key
 from headcast.predictor.models import COVERAGE, ESTIMATORS, HeadcastPredictor
-from headcast.predictor.plots import feature_importance, predicted_vs_actual
+from headcast.predictor.plots import feature_importance, frontier_plot, predicted_vs_actual
 from headcast.predictor.registry import DEFAULT_STORE, REGISTERED_NAME, configure_tracking, crown
 from headcast.predictor.splits import family_folds, run_folds
 from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
@@ -264,9 +265,6 @@ def log_frontier(result, run_id: str) -> None:
 
     Through the client, not `start_run`: the run may belong to another experiment than the active one.
     """
-    from mlflow.entities import Metric
-
-    from headcast.predictor.plots import frontier_plot
 
     client, name = MlflowClient(), metric_key(result.protocol, sep="-")
     figure = frontier_plot(result.mae, f"held-out MAE vs answered items ({result.protocol})")

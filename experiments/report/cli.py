@@ -26,6 +26,7 @@ def settings_from_args(args: argparse.Namespace) -> ReportSettings:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    # here, not at the top: loads torch, transformers only when this runs
     import torch
     from transformers.utils import logging
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
+from headcast.contract import ExtractionSettings
 from headcast.errors import HeadcastError
 from headcast.experiments.layout import probe_file
 from headcast.experiments.report.measures import (
@@ -23,7 +25,9 @@ from headcast.experiments.report.measures import (
 )
 from headcast.experiments.report.settings import ReportSettings
 from headcast.experiments.report.tables import Findings, Zoo
-from headcast.schema import ANSWER_TOKENS
+from headcast.experiments.suite import write_probes
+from headcast.extract import cache_root, read_probes
+from headcast.schema import ANSWER_TOKENS, FEATURE_SCHEMA_VERSION
 
 
 def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | None:
@@ -33,6 +37,7 @@ def ablation_means(checkpoint, zoo: Zoo, settings: ReportSettings) -> dict | Non
     """
     if settings.mode != "mean":
         return None
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract import head_output_means, read_probes
 
     probes = read_probes(zoo.layout.probes)
@@ -43,8 +48,8 @@ def ablation_results(
     zoo: Zoo, per_head: pd.DataFrame, settings: ReportSettings, progress: bool = True
 ) -> pd.DataFrame:
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
-    from tqdm.auto import tqdm
 
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract import ablated_accuracy, encoded_suite, load_checkpoint, load_suite, model_shape
 
     suite = load_suite(zoo.layout.benchmarks)
@@ -93,8 +98,6 @@ def ablation_results(
 
 def probe_pool(zoo: Zoo, size: int) -> tuple[Path, str]:
     """A probe set of at least `size` items: the zoo's own, else a larger one written on other images."""
-    from headcast.experiments.suite import write_probes
-    from headcast.extract import cache_root, read_probes
 
     own = zoo.layout.probes
     if len(read_probes(own)) >= size:
@@ -116,7 +119,7 @@ def probe_size_curve(
     subset are the features of its samples: one extraction on the largest set serves every size.
     Returns (MAE per size, draw and benchmark; mean-score baseline MAE per benchmark; probe source).
     """
-    from headcast.contract import ExtractionSettings
+    # here, not at the top: loads scikit-learn, SciPy, torch, transformers only when this runs
     from headcast.extract import extract_features, feature_row, read_probes
     from headcast.predictor import (
         MIN_GROUPS,
@@ -126,7 +129,6 @@ def probe_size_curve(
         run_folds,
         score_predictions,
     )
-    from headcast.schema import FEATURE_SCHEMA_VERSION
 
     runs = len(zoo.finals())
     if runs < MIN_GROUPS:
@@ -159,7 +161,7 @@ def probe_size_curve(
 
 def measure(zoo: Zoo, settings: ReportSettings, progress: bool = True) -> tuple[Findings, pd.DataFrame]:
     """Run every measurement of the report; returns the findings and the checkpoints' feature table."""
-    from headcast.contract import ExtractionSettings
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract import extract_features, per_head_tables, read_probes
 
     seconds: dict[str, float] = {}

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from headcast.experiments.report.measures import CORRELATED, THIRDS, probe_curve_summary
+from headcast.predictor import run_of
 
 COLOURS = (
     "tab:blue",
@@ -20,9 +21,11 @@ COLOURS = (
 
 
 def _figures():
+    # here, not at the top: loads matplotlib only when this runs
     import matplotlib
 
     matplotlib.use("Agg")
+    # here, not at the top: loads matplotlib only when this runs
     import matplotlib.pyplot as plt
 
     return plt
@@ -73,7 +76,6 @@ def depth_figures(profile: pd.DataFrame, finals: dict[str, str]) -> dict:
 
 def correlation_figure(corr: pd.DataFrame, features: pd.DataFrame, wide: pd.DataFrame) -> dict:
     """Spearman heatmap (metric x benchmark) and concentration against mean accuracy, coloured by run."""
-    from headcast.predictor import run_of
 
     plt = _figures()
     grid = corr.pivot(index="metric", columns="benchmark", values="rho")

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from headcast.experiments.report.settings import ReportSettings
+from headcast.extract import depth_bins
+from headcast.predictor import run_of, step_of
 
 THIRDS = ("early", "middle", "late")
 Head = tuple[int, int]
@@ -33,8 +35,6 @@ CORRELATED = {
 
 def depth_profile(per_head: pd.DataFrame, visual_rate: float) -> pd.DataFrame:
     """Per checkpoint and relative-depth third: heads, visual heads, fraction, share of all visual."""
-    from headcast.extract import depth_bins
-    from headcast.predictor import run_of, step_of
 
     rows = []
     for checkpoint, table in per_head.groupby("checkpoint", sort=False):
@@ -69,7 +69,6 @@ def visual_sets_along_training(per_head: pd.DataFrame, visual_rate: float) -> pd
     `overlap` is the Jaccard index of the two sets (NaN when both are empty): a set of visual heads
     that forms and then settles rises in count and reaches an overlap near 1 before the last step.
     """
-    from headcast.predictor import run_of, step_of
 
     visual = per_head[per_head["visual_head_rate"] >= visual_rate]
     heads_of = {
@@ -102,6 +101,7 @@ def visual_sets_along_training(per_head: pd.DataFrame, visual_rate: float) -> pd
 
 def _spearman(x: pd.Series, y: pd.Series) -> tuple[float, float]:
     """(rho, p); NaN when either side is constant, where Spearman is undefined."""
+    # here, not at the top: loads SciPy only when this runs
     from scipy import stats
 
     if x.nunique() < 2 or y.nunique() < 2:
@@ -112,6 +112,7 @@ def _spearman(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 
 def correlations(features: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
     """Spearman (pooled over checkpoints, with p) and mean within-run Spearman, per metric and benchmark."""
+    # here, not at the top: loads scikit-learn, SciPy only when this runs
     from headcast.predictor import run_of, within_run_spearman
 
     scores = wide.assign(mean=wide.mean(axis=1))
@@ -139,7 +140,6 @@ def correlations(features: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
 def within_run_by_data(features: pd.DataFrame, wide: pd.DataFrame, data: Mapping[str, float]) -> pd.DataFrame:
     """Per run: its instruction data size and the within-run Spearman of visual mass / concentration
     with mean accuracy (the paper: more visual attention helps only with enough training data)."""
-    from headcast.predictor import run_of
 
     mean = wide.mean(axis=1)
     features = features.set_index("checkpoint")
@@ -171,6 +171,7 @@ def head_sets(per_head: pd.DataFrame, settings: ReportSettings) -> list[dict]:
     layers (other heads where the layer has them): removing early heads hurts far more than late
     ones, so only the second control separates "visual" from "where it sits".
     """
+    # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract import random_heads
 
     n_layers, n_heads = int(per_head["layer"].max()) + 1, int(per_head["head"].max()) + 1

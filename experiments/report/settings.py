@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import yaml
+
 from headcast.errors import HeadcastError
 from headcast.predictor import REGRESSORS
 
@@ -99,7 +101,6 @@ def settings_from_config(raw: dict | None) -> ReportSettings:
 
 def settings_from_yaml(path: str | Path) -> ReportSettings:
     """Settings from a YAML file: a mapping of settings, or a zoo config whose `report:` key holds one."""
-    import yaml
 
     path = Path(path)
     try:

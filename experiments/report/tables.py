@@ -16,6 +16,7 @@ import pandas as pd
 from headcast.errors import HeadcastError
 from headcast.experiments.layout import ZooLayout
 from headcast.experiments.report.settings import ReportSettings
+from headcast.predictor import last_checkpoints, read_scores
 
 
 @dataclasses.dataclass
@@ -38,7 +39,6 @@ class Zoo:
 
     def finals(self) -> dict[str, str]:
         """Run -> name of its last checkpoint."""
-        from headcast.predictor import last_checkpoints
 
         return last_checkpoints(self.names)
 
@@ -57,7 +57,6 @@ class Zoo:
 
 def read_zoo(root: str | Path) -> Zoo:
     """Checkpoints, scores and stamp of a zoo folder; errors name the command that makes what is missing."""
-    from headcast.predictor import read_scores
 
     root = Path(root)
     layout = ZooLayout(root)

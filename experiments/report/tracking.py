@@ -17,8 +17,10 @@ def log_to_mlflow(
     findings: Findings, out: Path, markdown: Path, files: Sequence[str], experiment: str
 ) -> str:
     """One run in `experiment`: the Markdown, figures and tables as artifacts, headline numbers as metrics."""
+    # here, not at the top: loads MLflow only when this runs
     import mlflow
 
+    # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor import configure_tracking, metric_key, use_experiment
 
     configure_tracking()

@@ -18,6 +18,7 @@ from headcast.experiments.report.render import render
 from headcast.experiments.report.settings import ReportSettings
 from headcast.experiments.report.tables import read_zoo
 from headcast.experiments.report.tracking import EXPERIMENT, log_to_mlflow
+from headcast.files import atomic_output
 
 DEFAULTS = ReportSettings()
 
@@ -31,8 +32,8 @@ def write_report(
     progress: bool = True,
 ) -> Path:
     """Measure, draw, write `out/` (figures, CSVs) and the Markdown (default out/report.md); log to MLflow."""
+    # here, not at the top: loads matplotlib only when this runs
     from headcast.extract import save_figure
-    from headcast.files import atomic_output
 
     started = time.perf_counter()
     zoo = read_zoo(zoo_dir)

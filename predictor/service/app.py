@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from headcast.contract import check_probe_set, extraction_options
 from headcast.errors import HeadcastError
+from headcast.extract.probes import probe_set_hash, read_probes
 from headcast.predictor.registry import DEFAULT_MODEL
 from headcast.predictor.service.errors import ServiceError
 from headcast.predictor.service.jobs import JobQueue
@@ -112,8 +113,6 @@ def create_app(
         # a query, dtype or probe set the model was not fitted on is a 422 now, not a failed job later
         query, _, _ = extraction_options(model.contract, body.query, jobs.dtype)
         if model.contract is not None:
-            from headcast.extract.probes import probe_set_hash, read_probes
-
             where = f"probe file {body.probes[:200]!r}"
             check_probe_set(model.contract, probe_set_hash(read_probes(paths.probes)), where)
         job = jobs.submit(paths.checkpoint, paths.probes, query, paths.anchors)

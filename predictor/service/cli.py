@@ -17,6 +17,7 @@ from pathlib import Path
 from headcast.arguments import port_number, positive_int
 from headcast.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL
+from headcast.predictor.service.app import create_app
 from headcast.predictor.service.limits import Limits
 
 log = logging.getLogger("headcast.serve")
@@ -98,9 +99,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    # here, not at the top: loads uvicorn only when this runs
     import uvicorn
-
-    from headcast.predictor.service.app import create_app
 
     roots = args.root or [Path.cwd()]
     missing = [str(r) for r in roots if not Path(r).is_dir()]

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from headcast.predictor.metric_names import prediction_metrics
+from headcast.predictor.registry import configure_tracking
 
 if TYPE_CHECKING:  # the queue imports this module; the types only name its records
     from headcast.predictor.predicting import FittedModel
@@ -22,7 +23,7 @@ def log_job_run(job: Job, model: FittedModel | None, outcome: str, device: str, 
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from headcast.predictor.registry import configure_tracking
+    # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor.tracking import use_experiment
 
     configure_tracking()

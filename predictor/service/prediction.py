@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import pandas as pd
+from threadpoolctl import ThreadpoolController
 
 from headcast.errors import HeadcastError
 from headcast.predictor.predicting import FittedModel
@@ -15,7 +16,6 @@ from headcast.predictor.service.schemas import NON_FEATURES
 
 @functools.cache
 def _threadpools():
-    from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
 
