@@ -14,7 +14,14 @@ import logging
 import socket
 from pathlib import Path
 
-from headcast.arguments import port_number, positive_int
+from headcast.arguments import (
+    add_device_flag,
+    add_dtype_flag,
+    add_experiment_flag,
+    add_model_flag,
+    port_number,
+    positive_int,
+)
 from headcast.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL
 from headcast.predictor.service.limits import Limits
@@ -32,16 +39,16 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=port_number, default=8765, help="TCP port, 1-65535 (default 8765)")
-    serve.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
+    add_model_flag(serve, DEFAULT_MODEL)
     serve.add_argument(
         "--root",
         action="append",
         type=Path,
         help="folder that job paths must lie in; repeatable (default: the current folder)",
     )
-    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for jobs")
-    serve.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
-    serve.add_argument("--experiment", default="headcast-serve", help="MLflow experiment of job runs")
+    add_device_flag(serve, "device for jobs")
+    add_dtype_flag(serve, "dtype for jobs")
+    add_experiment_flag(serve, "headcast-serve", "MLflow experiment of job runs")
     serve.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
