@@ -16,6 +16,7 @@ worker, so the service starts in seconds. One module per job, read in this order
     model.py        the served model, pinned to the registry version its alias named at startup
     schemas.py      request bodies (pydantic, unknown fields refused) and their error messages
     prediction.py   feature rows -> predicted scores, through the pyfunc's one prediction path
+    batching.py     rows of concurrent /predict requests predicted together, on one thread
     paths.py        job paths must lie inside a --root, images of the probe file included
     jobs.py         the job queue: one worker thread runs extraction + prediction, FIFO
     job_runs.py     each finished job as an MLflow run
