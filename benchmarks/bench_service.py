@@ -1,12 +1,13 @@
 """Load and bad input against a real `headcast serve` process on loopback.
 
-    python benchmarks/bench_service.py [--json] [--requests 1000] [--concurrency 32] [--url URL]
+    python benchmarks/bench_service.py [--json] [--requests 300] [--concurrency 16] [--url URL]
 
 Without --url it makes a throwaway MLflow store in a temp folder, registers a champion fitted on
 synthetic feature rows, starts `headcast serve` there on a free loopback port, and
 stops it at the end. Then:
 1. load: a bounded number of POST /predict requests (one feature row each), `concurrency` at a time:
-   p50/p99 latency, throughput, errors;
+   p50/p99 latency, requests/s, errors, and the server's and client's CPU per request, beside the
+   same rows through the fitted model in-process, one a call (bare scikit-learn, no HTTP);
 2. bad input: a battery of malformed JSON, wrong types, huge bodies and path escapes: how many got
    a 4xx, and how many a 5xx (must be 0; the exit status is 1 otherwise).
 """
@@ -25,8 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
+import psutil
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -98,45 +102,101 @@ def local_server(folder: Path, root: Path):
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-async def load(url: str, row: dict, requests: int, concurrency: int) -> dict:
-    """`requests` POST /predict calls, `concurrency` in flight; latency per request, wall time overall."""
+def latency_summary(seconds: list[float], wall: float) -> dict:
+    ms = np.array(seconds) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "requests_per_s": round(len(seconds) / wall, 1),
+    }
+
+
+async def load(url: str, rows: list[dict], requests: int, concurrency: int, server_pid: int | None) -> dict:
+    """`requests` POST /predict calls of one row each (cycling through `rows`), `concurrency` in flight.
+
+    The client is aiohttp's (a dependency of MLflow): it costs ~0.4 ms of CPU a request where httpx's
+    costs ~4 ms, and it runs on the same cores as the server."""
+    bodies = [json.dumps({"features": row}).encode() for row in rows]
     latencies: list[float] = []
     errors = 0
     todo = iter(range(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector) as client:
 
         async def worker():
             nonlocal errors
-            for _ in todo:
+            for i in todo:
                 started = time.perf_counter()
                 try:
-                    answer = await client.post("/predict", json={"features": row})
-                    ok = answer.status_code == 200
-                except httpx.HTTPError:
+                    async with client.post("/predict", data=bodies[i % len(bodies)], headers=headers) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except aiohttp.ClientError:
                     ok = False
                 latencies.append(time.perf_counter() - started)
                 errors += not ok
 
-        await client.post("/predict", json={"features": row})  # warm-up, not counted
+        async with client.post("/predict", data=bodies[0], headers=headers) as warm_up:  # not counted
+            await warm_up.read()
+        server = psutil.Process(server_pid) if server_pid else None
+        cpu_before = sum(server.cpu_times()[:2]) if server else 0.0
+        client_before = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    ms = np.array(latencies) * 1000
+        client_cpu = time.process_time() - client_before
+        server_cpu = sum(server.cpu_times()[:2]) - cpu_before if server else float("nan")
     return {
         "requests": requests,
         "concurrency": concurrency,
-        "p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "p99_ms": round(float(np.percentile(ms, 99)), 1),
-        "throughput_rps": round(requests / wall, 1),
+        **latency_summary(latencies, wall),
         "errors": errors,
+        "server_cpu_ms_per_request": round(server_cpu / requests * 1000, 2),
+        "client_cpu_ms_per_request": round(client_cpu / requests * 1000, 2),
     }
+
+
+def bare_predict(folder: Path, rows: list[dict], requests: int) -> dict:
+    """The same rows through the fitted model without HTTP, one row a call, one after another (one
+    BLAS/OpenMP thread, as the service's prediction thread): the fitted scikit-learn pipelines' own
+    `predict` (score only), and the whole HeadcastPredictor.predict (scores, intervals, OOD flag)."""
+    import pandas as pd
+
+    from headcast.predictor.registry import DEFAULT_MODEL
+    from headcast.predictor.service.model import load_served_model
+
+    cwd = Path.cwd()
+    os.chdir(folder)
+    try:
+        predictor = load_served_model(DEFAULT_MODEL).predictor
+    finally:
+        os.chdir(cwd)
+    frames = [pd.DataFrame([row])[predictor.feature_names_].astype(float) for row in rows]
+    pipelines = {b: m.regressor_ for b, m in predictor.models_.items() if m.regressor_ is not None}
+
+    def sklearn_only(frame: pd.DataFrame) -> None:
+        for benchmark, pipeline in pipelines.items():
+            pipeline.predict(frame[predictor.columns_[benchmark]])
+
+    out = {}
+    with threadpool_limits(limits=1):
+        for name, call in (("sklearn_pipelines", sklearn_only), ("headcast_predictor", predictor.predict)):
+            call(frames[0])  # warm-up
+            seconds = []
+            started = time.perf_counter()
+            for i in range(requests):
+                t = time.perf_counter()
+                call(frames[i % len(frames)])
+                seconds.append(time.perf_counter() - t)
+            out[name] = latency_summary(seconds, time.perf_counter() - started)
+    return out
 
 
 def battery(root: Path, row: dict) -> list[tuple[str, str, str, bytes | None]]:
@@ -254,43 +314,62 @@ def run_battery(url: str, cases) -> dict:
     }
 
 
+def feature_rows() -> list[dict]:
+    table = synthetic_rows()[0].drop(columns=["checkpoint", "schema_version"])
+    return [{"schema_version": FEATURE_SCHEMA_VERSION} | row for row in table.to_dict("records")]
+
+
+def print_report(report: dict) -> None:
+    load_report, bare, bad = report["load"], report.get("bare"), report["bad_input"]
+    print(
+        f"{load_report['requests']} one-row requests, {load_report['concurrency']} concurrent "
+        f"({load_report['errors']} errors); bare predict: the same rows, one a call, in one thread"
+    )
+    print(f"  {'':<44}{'p50 ms':>9}{'p99 ms':>9}{'requests/s':>12}")
+    lines = [("POST /predict (uvicorn on 127.0.0.1)", load_report)]
+    if bare:
+        lines += [
+            ("bare sklearn Pipeline.predict (scores)", bare["sklearn_pipelines"]),
+            ("bare HeadcastPredictor.predict (+bounds, OOD)", bare["headcast_predictor"]),
+        ]
+    for name, numbers in lines:
+        print(f"  {name:<44}{numbers['p50_ms']:>9}{numbers['p99_ms']:>9}{numbers['requests_per_s']:>12}")
+    print(
+        f"  CPU per request: server {load_report['server_cpu_ms_per_request']} ms, "
+        f"client {load_report['client_cpu_ms_per_request']} ms"
+    )
+    print(f"bad input: {bad['cases']} cases, {bad['4xx']} got a 4xx, {bad['5xx']} a 5xx")
+    for result in bad["results"]:
+        print(f"  {result['status']!s:>5}  {result['case']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--url", help="an already running service (its --root must hold the battery's files)")
     parser.add_argument("--root", type=Path, help="with --url: the service's --root, for the path battery")
     args = parser.parse_args()
-    row = {"schema_version": FEATURE_SCHEMA_VERSION} | synthetic_rows()[0].drop(
-        columns=["checkpoint", "schema_version"]
-    ).iloc[0].to_dict()
+    rows = feature_rows()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         root = Path(args.root) if args.root else folder / "root"
         root.mkdir(exist_ok=True)
         if args.url:
-            server = contextlib.nullcontext(args.url)
+            server = contextlib.nullcontext((args.url, None))
         else:
             register_champion(folder)
             server = local_server(folder, root)
-        with server as url:
-            report = {
-                "load": asyncio.run(load(url, row, args.requests, args.concurrency)),
-                "bad_input": run_battery(url, battery(root, row)),
-            }
+        with server as (url, pid):
+            report = {"load": asyncio.run(load(url, rows, args.requests, args.concurrency, pid))}
+            report["bad_input"] = run_battery(url, battery(root, rows[0]))
+        if not args.url:
+            report["bare"] = bare_predict(folder, rows, args.requests)
     if args.json:
         print(json.dumps(report))
     else:
-        load_report, bad = report["load"], report["bad_input"]
-        print(
-            f"load: {load_report['requests']} requests, {load_report['concurrency']} concurrent: "
-            f"p50 {load_report['p50_ms']} ms, p99 {load_report['p99_ms']} ms, "
-            f"{load_report['throughput_rps']} req/s, {load_report['errors']} errors"
-        )
-        print(f"bad input: {bad['cases']} cases, {bad['4xx']} got a 4xx, {bad['5xx']} a 5xx")
-        for result in bad["results"]:
-            print(f"  {result['status']!s:>5}  {result['case']}")
+        print_report(report)
     return 1 if report["bad_input"]["5xx"] or report["bad_input"]["no_answer"] else 0
 
 

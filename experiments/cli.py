@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from headcast.arguments import add_experiment_flag, add_jobs_flag, add_seed_flag
 from headcast.errors import HeadcastError
 from headcast.experiments.zoo import build, markdown_table
 from headcast.experiments.zoo_tracking import log_training_runs
@@ -42,15 +43,14 @@ def add_zoo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         "--preset", default="small", help="smoke (tests), small (demo, default), full, or a YAML path"
     )
     b.add_argument("--out", required=True, help="folder to build into (resumes an interrupted build)")
-    b.add_argument("--seed", type=int, default=0, help="seed of every image, weight and batch (default: 0)")
+    add_seed_flag(b, "seed of every image, weight and batch (default: 0)")
     b.add_argument("--threads", type=int, default=1, help="CPU threads for torch per job (default: 1)")
-    b.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="runs trained at once (default: CPU count)"
-    )
-    b.add_argument(
-        "--experiment",
-        default="headcast-zoo",
-        help="MLflow experiment to log the training runs to (config, scores per checkpoint); '' for none",
+    add_jobs_flag(b, os.cpu_count() or 1, "runs trained at once (default: CPU count)")
+    add_experiment_flag(
+        b,
+        "headcast-zoo",
+        "MLflow experiment to log the training runs to (config, scores per checkpoint); '' for none",
+        empty_means_none=True,
     )
     b.set_defaults(func=run_build)
     t = commands.add_parser("table", help="print the score table (last checkpoint per run) as markdown")

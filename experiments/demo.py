@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from headcast.arguments import add_experiment_flag, add_jobs_flag, add_seed_flag, experiment_name
 from headcast.contract import ExtractionSettings
 from headcast.experiments.layout import ZooLayout
 from headcast.experiments.report import settings_from_config, write_report
@@ -211,13 +212,12 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--preset", default="small", help="zoo preset: smoke, small or full (default small)")
     parser.add_argument("--zoo", type=Path, help="zoo folder (default zoo/<preset>)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="zoo runs trained at once (default: CPU count)"
-    )
-    parser.add_argument("--experiment", default="headcast-demo", help="MLflow experiment of the fit")
+    add_seed_flag(parser)
+    add_jobs_flag(parser, os.cpu_count() or 1, "zoo runs trained at once (default: CPU count)")
+    add_experiment_flag(parser, "headcast-demo", "MLflow experiment of the fit")
     parser.add_argument(
         "--zoo-experiment",
+        type=experiment_name,
         default="headcast-zoo",
         help="MLflow experiment of the zoo's training runs, with held-out predictions beside measured scores",
     )

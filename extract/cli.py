@@ -10,7 +10,14 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from headcast.arguments import fraction, positive_int
+from headcast.arguments import (
+    add_batch_size_flag,
+    add_device_flag,
+    add_dtype_flag,
+    add_query_flag,
+    add_seed_flag,
+    fraction,
+)
 from headcast.contract import ExtractionSettings
 from headcast.errors import HeadcastError
 from headcast.extract.ablated_accuracy import ablate_suite, model_shape
@@ -19,7 +26,7 @@ from headcast.extract.plots import head_heatmap, save_figure
 from headcast.extract.probe_sets import build_probe_set
 from headcast.extract.probes import read_probes
 from headcast.files import atomic_output, check_writable
-from headcast.schema import CONTRACT_COLUMN, QUERY_POSITIONS, VisualHeadThresholds
+from headcast.schema import CONTRACT_COLUMN, VisualHeadThresholds
 from headcast.tables import write_features
 
 
@@ -43,14 +50,10 @@ def add_extract_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also write each checkpoint's first-token answer and its confidence per probe (.parquet); "
         "probes with an `answer` also get `correct` and `prob` (the gold answer's probability)",
     )
-    parser.add_argument(
-        "--query", choices=QUERY_POSITIONS, default="last-prompt", help="recorded query position"
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=8, metavar="N", help="probes per forward pass"
-    )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    add_query_flag(parser, "last-prompt", "recorded query position")
+    add_batch_size_flag(parser, 8, "probes per forward pass")
+    add_device_flag(parser)
+    add_dtype_flag(parser)
     parser.add_argument(
         "--relative-to", type=Path, help="name checkpoints by their path relative to this folder (e.g. a zoo)"
     )
@@ -169,7 +172,7 @@ def add_probes_parser(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--id-column", metavar="COL", help="unique ids (default: <dataset name>-<row>)")
     build.add_argument("--split", help="split of a saved DatasetDict")
     build.add_argument("--n", required=True, type=int, help="number of items")
-    build.add_argument("--seed", type=int, default=0)
+    add_seed_flag(build)
     build.add_argument(
         "--out", required=True, type=Path, metavar="DIR", help="folder for probes.jsonl + images/"
     )
@@ -221,8 +224,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("checkpoints", nargs="+", help="checkpoint folders (Hugging Face format)")
     parser.add_argument("--benchmarks", required=True, help="folder of <benchmark>.jsonl files (or one file)")
     parser.add_argument("--out", default="scores.csv", help="CSV to write (default: scores.csv)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass")
+    add_device_flag(parser)
+    add_batch_size_flag(parser, 64, "items per forward pass")
     parser.add_argument(
         "--max-new-tokens", type=int, default=4, help="tokens generated per answer (default: 4)"
     )
@@ -293,9 +296,9 @@ def add_ablate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument(
         "--random", type=int, default=0, metavar="N", help="N random same-layer head sets to compare"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first random set (then S+1, ...)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_seed_flag(parser, "seed of the first random set (then S+1, ...)")
+    add_batch_size_flag(parser, 64, "items per forward pass")
+    add_device_flag(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object (a list for a folder)")
     parser.set_defaults(func=run_ablate)
     return parser

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from headcast.errors import HeadcastError
+from headcast.paths import resolve_input_file
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
@@ -103,6 +104,8 @@ class ParquetSource:
 
         self.path = path
         self.files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+        for file in self.files:  # a FIFO so named would block the reader
+            resolve_input_file(file.parent, file.name, "Parquet file")
         self.counts: list[int] = []
         columns: list[str] | None = None
         for file in self.files:
@@ -167,6 +170,8 @@ class ImageFolderSource:
 
     def __init__(self, path: Path) -> None:
         metadata = [path] if path.is_file() else sorted(p for m in METADATA_FILES for p in path.rglob(m))
+        for file in metadata:  # a FIFO so named would block the reader
+            resolve_input_file(file.parent, file.name, "metadata file")
         folders = Counter(file.parent for file in metadata)
         if clash := [folder for folder, count in folders.items() if count > 1]:
             raise HeadcastError(f"{clash[0]} has both metadata.jsonl and metadata.csv; keep one of them")

@@ -195,11 +195,27 @@ def weight_files(path: Path) -> list[Path]:
 
 
 def resolve_device(device: str) -> torch.device:
+    """The device `--device` names, if this machine has it (the name itself is checked while parsing)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise HeadcastError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
-    return torch.device(device)
+    choices = "use auto, cpu, cuda, cuda:N or mps"
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise HeadcastError(f"--device {device!r} is not a device; {choices}") from None
+    if target.type not in ("cpu", "cuda", "mps"):
+        raise HeadcastError(f"--device {device} is not supported; {choices}")
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise HeadcastError(
+            f"--device {device} was asked for but no CUDA device is visible; use --device cpu"
+        )
+    if target.type == "cuda" and (target.index or 0) >= torch.cuda.device_count():
+        raise HeadcastError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+        )
+    if target.type == "mps" and not torch.backends.mps.is_available():
+        raise HeadcastError("--device mps was asked for but Metal (MPS) is not available; use --device cpu")
+    return target
 
 
 def resolve_dtype(dtype: str, device: torch.device, config: dict) -> torch.dtype:

@@ -31,6 +31,7 @@ from headcast.errors import HeadcastError
 from headcast.extract.dataset_sources import Source, open_source
 from headcast.extract.probes import IMAGE_PLACEHOLDERS, read_probes
 from headcast.files import check_writable
+from headcast.paths import resolve_input_file
 
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -146,10 +147,8 @@ def load_image(value: Any, root: Path, where: str) -> Image.Image:
         opener: Any = io.BytesIO(value)
         what = "the stored image bytes"
     elif isinstance(value, str) and value:
-        opener = root / value
+        opener = resolve_input_file(root, value, f"{where}: image file", str(root))
         what = str(opener)
-        if not opener.is_file():
-            raise HeadcastError(f"{where}: image file {opener} does not exist; paths are relative to {root}")
     else:
         raise HeadcastError(
             f"{where}: image is {type(value).__name__}, not an image, bytes or a path; pick the image column"

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from headcast.errors import HeadcastError
+from headcast.paths import resolve_input_file
 
 
 def _finite(value: float) -> float:
@@ -107,9 +108,10 @@ def _parse_line(line: str, where: str, root: Path) -> Probe:
         value = item.get(field, "missing")
         shown = "missing" if problem["type"] == "missing" else f"{json.dumps(value)[:60]}"
         raise HeadcastError(f"{where}: field {field!r} is {shown} ({_reason(problem)})") from None
+    image = resolve_input_file(root, fields.image, f"{where}: image", "the JSONL file")
     return Probe(
         id=str(fields.id),
-        image=(root / fields.image).resolve(),
+        image=image,
         question=fields.question,
         answer=None if fields.answer is None else str(fields.answer),
         box=None if fields.box is None else tuple(float(v) for v in fields.box),
@@ -133,10 +135,6 @@ def _reason(problem: dict) -> str:
 
 
 def _check_image(probe: Probe, where: str) -> None:
-    if not probe.image.is_file():
-        raise HeadcastError(
-            f"{where}: image {probe.image} does not exist; paths are relative to the JSONL file"
-        )
     try:
         with Image.open(probe.image) as image:
             width, height = image.size

@@ -1,4 +1,5 @@
-"""argparse types for numeric options: a bad value is refused while parsing, saying what is allowed.
+"""argparse types and the flags several commands share: a bad value is refused while parsing, saying what
+is allowed.
 
 argparse reports a refused value as `headcast CMD: error: argument --x: <message>` and exits 2.
 """
@@ -6,6 +7,9 @@ argparse reports a refused value as `headcast CMD: error: argument --x: <message
 from __future__ import annotations
 
 import argparse
+import re
+
+from headcast.schema import QUERY_POSITIONS
 
 
 def positive_int(text: str) -> int:
@@ -41,3 +45,95 @@ def port_number(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
     return port
+
+
+# Flags that several commands take: each is defined, and its value checked, here and nowhere else.
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def device_name(text: str) -> str:
+    """A torch device name; whether this machine has it is checked when the command runs (torch is slow to
+    import, and `--help` must not need it)."""
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; give one of {DEVICE_CHOICES}")
+    return text
+
+
+def experiment_name(text: str) -> str:
+    """An MLflow experiment name: MLflow refuses an empty one, and one with outer spaces is a look-alike."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an experiment name; give a non-empty name")
+    if text != text.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} starts or ends with whitespace; give the name without it ({text.strip()!r})"
+        )
+    return text
+
+
+def experiment_name_or_none(text: str) -> str:
+    """As `experiment_name`, but '' means "log to no experiment"."""
+    return text if text == "" else experiment_name(text)
+
+
+def seed_number(text: str) -> int:
+    """A random seed: numpy's generators take 0 to 2**32 - 1 and raise on anything else."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a seed from 0") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is not a seed; give a whole number from 0 to {2**32 - 1}")
+    return value
+
+
+def model_uri(text: str) -> str:
+    """An MLflow model URI (models:/NAME@ALIAS, runs:/ID/model, a folder); empty would load nothing."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the model URI is empty; give e.g. models:/NAME@champion")
+    return text
+
+
+def add_device_flag(parser: argparse.ArgumentParser, help: str = "torch device") -> None:
+    parser.add_argument(
+        "--device", type=device_name, default="auto", metavar="DEVICE", help=f"{help}: {DEVICE_CHOICES}"
+    )
+
+
+def add_dtype_flag(parser: argparse.ArgumentParser, help: str = "weights' dtype") -> None:
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help=f"{help} (default auto)")
+
+
+def add_batch_size_flag(parser: argparse.ArgumentParser, default: int, help: str) -> None:
+    parser.add_argument("--batch-size", type=positive_int, default=default, metavar="N", help=help)
+
+
+def add_query_flag(parser: argparse.ArgumentParser, default: str | None, help: str) -> None:
+    parser.add_argument("--query", choices=QUERY_POSITIONS, default=default, help=help)
+
+
+def add_experiment_flag(
+    parser: argparse.ArgumentParser,
+    default: str | None,
+    help: str,
+    *,
+    required: bool = False,
+    empty_means_none: bool = False,
+) -> None:
+    kind = experiment_name_or_none if empty_means_none else experiment_name
+    parser.add_argument("--experiment", type=kind, default=default, required=required, help=help)
+
+
+def add_seed_flag(parser: argparse.ArgumentParser, help: str = "random seed (default 0)") -> None:
+    parser.add_argument("--seed", type=seed_number, default=0, help=help)
+
+
+def add_jobs_flag(parser: argparse.ArgumentParser, default: int, help: str) -> None:
+    parser.add_argument("--jobs", type=positive_int, default=default, metavar="N", help=help)
+
+
+def add_model_flag(parser: argparse.ArgumentParser, default: str) -> None:
+    help = f"MLflow model URI (default {default})"
+    parser.add_argument("--model", type=model_uri, default=default, help=help)

@@ -7,6 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from headcast.arguments import (
+    add_device_flag,
+    add_dtype_flag,
+    add_experiment_flag,
+    add_model_flag,
+    add_query_flag,
+)
 from headcast.errors import HeadcastError
 from headcast.files import check_writable
 from headcast.predictor.checkpoints import rename_checkpoints
@@ -15,7 +22,7 @@ from headcast.predictor.item_results import load_item_results
 from headcast.predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME
 from headcast.predictor.regressors import ESTIMATORS
 from headcast.predictor.scores import read_items, read_scores
-from headcast.schema import PER_HEAD_COLUMNS, QUERY_POSITIONS
+from headcast.schema import PER_HEAD_COLUMNS
 from headcast.tables import read_features, read_table
 
 ANSWER_TABLE_COLUMNS = ("checkpoint", "item", "task", "correct", "prob")  # what `_answers_of` joins
@@ -47,7 +54,7 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="where lmms-eval scored a checkpoint and task twice, use the latest run",
     )
-    fit.add_argument("--experiment", default="headcast", help="MLflow experiment name")
+    add_experiment_flag(fit, "headcast", "MLflow experiment name")
     fit.add_argument("--benchmarks", help="comma-separated benchmarks to fit (default: all in the scores)")
     fit.add_argument(
         "--estimators",
@@ -100,20 +107,15 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--answers", type=Path, help="with --features: per-probe answers from 'headcast extract --answers'"
     )
-    predict.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
-    predict.add_argument(
-        "--query",
-        choices=QUERY_POSITIONS,
-        help="query position (default: the one the model's features were extracted with, from its "
+    add_model_flag(predict, DEFAULT_MODEL)
+    add_query_flag(
+        predict,
+        None,
+        "query position (default: the one the model's features were extracted with, from its "
         "extraction contract; another is an error)",
     )
-    predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    predict.add_argument(
-        "--dtype",
-        choices=("auto", "float32", "bfloat16", "float16"),
-        default="auto",
-        help="dtype (default auto: the model's contract's, else float32 on CPU and half on GPU)",
-    )
+    add_device_flag(predict)
+    add_dtype_flag(predict, "dtype (auto: the model's contract's, else float32 on CPU and half on GPU)")
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=run_predict)
 
@@ -124,15 +126,15 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
         "transformers' MLflow callback logs) is on this machine, predict each checkpoint not yet predicted "
         "and log pred/<benchmark> with its interval at the checkpoint's step.",
     )
-    runs.add_argument("--experiment", required=True, help="MLflow experiment holding the training runs")
+    add_experiment_flag(runs, None, "MLflow experiment holding the training runs", required=True)
     runs.add_argument("--probes", required=True, type=Path, help="the probe set the model was fitted on")
     runs.add_argument("--anchors", type=Path, help="anchor probe file from 'headcast fit --anchors-out'")
-    runs.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
+    add_model_flag(runs, DEFAULT_MODEL)
     runs.add_argument(
         "--param", default="output_dir", help="run param naming the checkpoints folder (default output_dir)"
     )
-    runs.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    runs.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+    add_device_flag(runs)
+    add_dtype_flag(runs)
     runs.set_defaults(func=run_predict_runs)
 
 

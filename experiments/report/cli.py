@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from headcast.arguments import add_experiment_flag
 from headcast.experiments.report.settings import ESTIMATORS_CHOICES, MODES, ReportSettings, settings_from_yaml
 from headcast.experiments.report.tracking import EXPERIMENT
 from headcast.experiments.report.write import DEFAULTS, write_report
@@ -75,7 +76,7 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument(
         "--mode", choices=MODES, help=f"ablation: zero heads or use their mean output (default {d.mode})"
     )
-    parser.add_argument("--experiment", default=EXPERIMENT, help=f"MLflow experiment (default {EXPERIMENT})")
+    add_experiment_flag(parser, EXPERIMENT, f"MLflow experiment (default {EXPERIMENT})")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads for torch (default: 1, as zoo build)"

@@ -16,6 +16,7 @@ worker, so the service starts in seconds. One module per job, read in this order
     model.py        the served model, pinned to the registry version its alias named at startup
     schemas.py      request bodies (pydantic, unknown fields refused) and their error messages
     prediction.py   feature rows -> predicted scores, through the pyfunc's one prediction path
+    batching.py     rows of concurrent /predict requests predicted together, on one thread
     paths.py        job paths must lie inside a --root, images of the probe file included
     jobs.py         the job queue: one worker thread runs extraction + prediction, FIFO
     job_runs.py     each finished job as an MLflow run
@@ -24,8 +25,26 @@ worker, so the service starts in seconds. One module per job, read in this order
     cli.py          `headcast serve`: options, binding the port, uvicorn
 """
 
-from headcast.predictor.service.app import create_app
-from headcast.predictor.service.errors import ServiceError
-from headcast.predictor.service.limits import Limits
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headcast.predictor.service.app import create_app
+    from headcast.predictor.service.errors import ServiceError
+    from headcast.predictor.service.limits import Limits
+
+# loaded on first use: `headcast serve --help` must not wait for FastAPI, MLflow and scikit-learn
+_PUBLIC = {
+    "create_app": "headcast.predictor.service.app",
+    "ServiceError": "headcast.predictor.service.errors",
+    "Limits": "headcast.predictor.service.limits",
+}
 __all__ = ["Limits", "ServiceError", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'headcast.predictor.service' has no attribute {name!r}")

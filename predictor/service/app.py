@@ -19,15 +19,16 @@ from fastapi.responses import JSONResponse
 
 from headcast.contract import check_probe_set, extraction_options
 from headcast.errors import HeadcastError
-from headcast.extract.probes import probe_set_hash, read_probes
+from headcast.extract import probe_set_hash, read_probes
 from headcast.predictor.registry import DEFAULT_MODEL
+from headcast.predictor.service.batching import RowBatcher
 from headcast.predictor.service.errors import ServiceError
 from headcast.predictor.service.jobs import JobQueue
 from headcast.predictor.service.limits import Limits
 from headcast.predictor.service.middleware import BodyLimit
 from headcast.predictor.service.model import ModelSlot
 from headcast.predictor.service.paths import job_paths
-from headcast.predictor.service.prediction import predict_table
+from headcast.predictor.service.prediction import check_rows, predict_many
 from headcast.predictor.service.schemas import JobRequest, PredictRequest, validation_message
 
 log = logging.getLogger("headcast.serve")
@@ -64,6 +65,7 @@ def create_app(
         raise HeadcastError("give at least one --root folder")
     slot = ModelSlot(model_uri)
     jobs = JobQueue(slot, device, dtype, experiment, limits)
+    batcher = RowBatcher(predict_many, limits.max_rows)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +75,7 @@ def create_app(
             log.warning("%s", err)
         yield
         jobs.shutdown()
+        batcher.close()
 
     app = FastAPI(
         title="headcast",
@@ -92,18 +95,20 @@ def create_app(
     def model_info() -> dict[str, Any]:
         return slot.get().info
 
-    @app.post("/predict")
-    def predict(body: PredictRequest) -> dict[str, Any]:
+    @app.post("/predict", response_model=None)
+    async def predict(body: PredictRequest) -> JSONResponse:
         rows = body.rows if body.rows is not None else [body.features]
         if len(rows) > limits.max_rows:
             raise ServiceError(
                 422, f"rows: {len(rows)} rows in one request, at most {limits.max_rows}; send them in parts"
             )
         model = slot.get()
-        predictions = predict_table(model, rows)
+        check_rows(model, rows)  # a bad row is this request's 422, before it joins a batch
+        predictions = await batcher.predict(model, rows)
         version = {"model_version": model.info["version"]}
-        return version | (
-            {"prediction": predictions[0]} if body.features is not None else {"predictions": predictions}
+        return JSONResponse(  # the dict as it is: FastAPI's jsonable_encoder walk costs more than the JSON
+            version
+            | ({"prediction": predictions[0]} if body.features is not None else {"predictions": predictions})
         )
 
     @app.post("/jobs", status_code=202)

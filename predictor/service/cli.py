@@ -14,10 +14,16 @@ import logging
 import socket
 from pathlib import Path
 
-from headcast.arguments import port_number, positive_int
+from headcast.arguments import (
+    add_device_flag,
+    add_dtype_flag,
+    add_experiment_flag,
+    add_model_flag,
+    port_number,
+    positive_int,
+)
 from headcast.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL
-from headcast.predictor.service.app import create_app
 from headcast.predictor.service.limits import Limits
 
 log = logging.getLogger("headcast.serve")
@@ -33,16 +39,16 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=port_number, default=8765, help="TCP port, 1-65535 (default 8765)")
-    serve.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
+    add_model_flag(serve, DEFAULT_MODEL)
     serve.add_argument(
         "--root",
         action="append",
         type=Path,
         help="folder that job paths must lie in; repeatable (default: the current folder)",
     )
-    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for jobs")
-    serve.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
-    serve.add_argument("--experiment", default="headcast-serve", help="MLflow experiment of job runs")
+    add_device_flag(serve, "device for jobs")
+    add_dtype_flag(serve, "dtype for jobs")
+    add_experiment_flag(serve, "headcast-serve", "MLflow experiment of job runs")
     serve.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
@@ -114,6 +120,9 @@ def run_serve(args: argparse.Namespace) -> int:
             log.warning(
                 "binding %s: the service has no authentication; anyone who can reach it can use it", args.host
             )
+        # here, not at the top: the app loads FastAPI, MLflow, scikit-learn; `headcast --help` needs none
+        from headcast.predictor.service.app import create_app
+
         app = create_app(args.model, roots, args.device, args.dtype, args.experiment, limits)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
         shown = f"[{args.host}]" if ":" in args.host else args.host
