@@ -6,10 +6,7 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=".venv/.headcast-installed"
 log=".venv/bootstrap.log"
-# re-install when the project's settings or its list of modules change: the strict editable install
-# below links each module by name (build/__editable__.*), so a new module needs a new link
-want="$({ cat pyproject.toml; find headcast extract predictor experiments -name '*.py' -o -name '*.yaml' | sort; } \
-  | sha256sum | cut -d' ' -f1)"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 
 install() {
   if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" >>"$log" 2>&1; then
@@ -25,8 +22,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   install --upgrade pip
   # the pinned CPU build first, so that no dependency pulls a CUDA build of torch
   install "torch==2.13.0"
-  # strict: a tree of links that mirrors the import namespace (headcast.extract -> extract/, ...), which
-  # type checkers and editors follow like any installed package (docs/architecture.md)
-  install -e ".[dev]" --config-settings editable_mode=strict
+  install -e ".[dev]"
   echo "$want" >"$stamp"
 fi
