@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -27,6 +28,10 @@ from headcast.extract import read_probes
 from headcast.files import atomic_output
 from headcast.predictor import last_checkpoints
 from headcast.tables import write_features
+
+if TYPE_CHECKING:
+    from headcast.predictor.dataset import Dataset
+    from headcast.predictor.tracking import FitReport
 
 
 def extract_zoo(zoo: Path, progress: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
@@ -95,12 +100,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor import (
-        CHAMPION,
-        REGISTERED_NAME,
         build_dataset,
         fit_and_track,
-        format_frontier,
-        format_report,
         frontier,
         load_item_results,
         log_frontier,
@@ -145,6 +146,15 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
+    print_results(result, report, dataset, frontiers)
+    return 0
+
+
+def print_results(result: dict, report: FitReport, dataset: Dataset, frontiers: list) -> None:
+    """What the demo shows a person: held-out predictions, per-benchmark errors, the frontiers."""
+    # here, not at the top: loads MLflow, scikit-learn only when this runs
+    from headcast.predictor import CHAMPION, REGISTERED_NAME, format_frontier, format_report
+
     print(f"\nheld-out predictions ({report.chosen}; every run predicted by a model that never saw it):")
     print(predicted_vs_actual_table(report, dataset))
     print(
@@ -173,7 +183,6 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     if "report" in result:
         print(f"findings report: {result['report']}")
-    return 0
 
 
 def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -> str:

@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,16 +256,7 @@ def build_probe_set(
     tasks = None
     if task_column is not None:
         tasks = [None if _is_missing(t) else _scalar_text(t) for t in values[task_column]]
-    if id_column is not None:
-        ids = [_scalar_text(v) if not _is_missing(v) else "" for v in values[id_column]]
-        if "" in ids:
-            raise HeadcastError(f"id column {id_column!r} has empty ids (row {ids.index('')}); pick another")
-        repeated = [i for i, count in Counter(ids).items() if count > 1]
-        if repeated:
-            raise HeadcastError(f"id column {id_column!r} repeats the id {repeated[0]!r}; ids must be unique")
-    else:
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.resolve().name.removesuffix(".parquet")) or "row"
-        ids = [f"{name}-{row}" for row in range(total)]
+    ids = _item_ids(dataset, values, id_column, total)
     rows = sample_rows(tasks, total, n, seed)
 
     items = []
@@ -281,12 +272,34 @@ def build_probe_set(
             item["task"] = tasks[row]
         items.append(item)
 
+    images = zip(rows, items, source.images(image_column, rows), strict=True)
+    return _write_probe_set(dataset, out, items, images, force, progress)
+
+
+def _item_ids(dataset: Path, values: dict[str, list], id_column: str | None, total: int) -> list[str]:
+    """Each row's item id: the id column's (non-empty, unique), else `<dataset name>-<row>`."""
+    if id_column is None:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.resolve().name.removesuffix(".parquet")) or "row"
+        return [f"{name}-{row}" for row in range(total)]
+    ids = [_scalar_text(v) if not _is_missing(v) else "" for v in values[id_column]]
+    if "" in ids:
+        raise HeadcastError(f"id column {id_column!r} has empty ids (row {ids.index('')}); pick another")
+    repeated = [i for i, count in Counter(ids).items() if count > 1]
+    if repeated:
+        raise HeadcastError(f"id column {id_column!r} repeats the id {repeated[0]!r}; ids must be unique")
+    return ids
+
+
+def _write_probe_set(
+    dataset: Path, out: Path, items: list[dict[str, Any]], images: Iterable, force: bool, progress: bool
+) -> Path:
+    """Items and their images into a temporary folder beside `out`, checked to load, then moved into place:
+    an interrupted build leaves no half-written probe set."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp."))
     try:
         (tmp / "images").mkdir()
-        images = zip(rows, items, source.images(image_column, rows), strict=True)
-        with tqdm(images, total=n, desc="images", disable=not progress) as bar:
+        with tqdm(images, total=len(items), desc="images", disable=not progress) as bar:
             for row, item, (value, root) in bar:
                 where = f"{dataset} row {row}"
                 _write_image(load_image(value, root, where), item, tmp, where)

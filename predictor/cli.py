@@ -29,6 +29,12 @@ ANSWER_TABLE_COLUMNS = ("checkpoint", "item", "task", "correct", "prob")  # what
 
 
 def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
+    _add_fit_parser(subparsers)
+    _add_predict_parser(subparsers)
+    _add_predict_runs_parser(subparsers)
+
+
+def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     fit = subparsers.add_parser(
         "fit",
         help="learn benchmark scores from feature rows, tracked in MLflow",
@@ -88,6 +94,8 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--no-register", action="store_true", help="evaluate and log only")
     fit.set_defaults(func=run_fit)
 
+
+def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     predict = subparsers.add_parser(
         "predict",
         help="predict a checkpoint's benchmark scores",
@@ -119,6 +127,8 @@ def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=run_predict)
 
+
+def _add_predict_runs_parser(subparsers: argparse._SubParsersAction) -> None:
     runs = subparsers.add_parser(
         "predict-runs",
         help="add predicted scores to training runs already in MLflow",

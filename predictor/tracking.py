@@ -189,39 +189,13 @@ def fit_and_track(
         if dataset.contract is not None:
             mlflow.log_dict(dataset.contract.to_dict(), "contract.json")
             mlflow.set_tag("extraction_contract", dataset.contract.to_json())
-        baselines = {"mean_baseline": score_predictions(dataset, mean_baseline(dataset, folds))["mae"]}
-        steps = step_baseline(dataset, folds)
-        if steps is not None:
-            baselines["step_baseline"] = score_predictions(dataset, steps)["mae"]
-        if probe_count and items is not None:
-            baselines["subset_baseline"] = subset_baseline_mae(dataset.scores, items, probe_count)
-        for name, mae in baselines.items():
-            _log_metrics(mae.to_frame("mae"), prefix=name)
-
+        baselines = _log_baselines(dataset, folds, items, probe_count)
         metrics, predictions = {}, {}
         for estimator in estimators:
             with mlflow.start_run(experiment_id=experiment_id, run_name=estimator, nested=True):
-                mlflow.log_params({"estimator": estimator, "coverage": COVERAGE})
-                predictions[estimator] = held_out_predictions(dataset, estimator, folds)
+                predictions[estimator] = _evaluate_estimator(dataset, estimator, folds)
                 metrics[estimator] = score_predictions(dataset, predictions[estimator])
                 _log_metrics(metrics[estimator])
-                family = family_folds(dataset)
-                if family:
-                    by_family = score_predictions(dataset, held_out_predictions(dataset, estimator, family))
-                    _log_metrics(by_family[["mae", "spearman"]], prefix="leave_family_out")
-                _log_figure(
-                    predicted_vs_actual(
-                        dataset.scores, predictions[estimator], f"{estimator}, runs held out"
-                    ),
-                    "plots/predicted_vs_actual.png",
-                )
-                residuals = dataset.scores - predictions[estimator][dataset.benchmarks]
-                mlflow.log_text(residuals.to_csv(), "residuals.csv")
-                full = HeadcastPredictor(estimator).fit(dataset.features, dataset.scores, dataset.groups)
-                importance = full.feature_importance()
-                if not importance.empty:
-                    mlflow.log_text(importance.to_csv(), "feature_importance.csv")
-                    _log_figure(feature_importance(importance, estimator), "plots/feature_importance.png")
 
         # `auto` chooses inside each training fold, so its held-out numbers stay honest; picking the
         # best of several estimators on the held-out folds themselves would flatter the winner
@@ -230,16 +204,8 @@ def fit_and_track(
         if per_head is not None:
             _log_heatmaps(dataset, per_head)
         version = None
-        if item_results is not None:
-            final = HybridPredictor(anchors_per_benchmark, jobs=jobs).fit(
-                dataset.features, dataset.scores, dataset.groups, item_results, contract=dataset.contract
-            )
-            mlflow.log_dict(final.anchors_, "anchors.json")
-            mlflow.log_param("anchors_per_benchmark", anchors_per_benchmark)
-        elif register:
-            final = HeadcastPredictor(chosen).fit(
-                dataset.features, dataset.scores, dataset.groups, contract=dataset.contract
-            )
+        if register or item_results is not None:  # the hybrid's anchors are logged even unregistered
+            final = _final_model(dataset, chosen, item_results, anchors_per_benchmark, jobs)
         if register:
             example = dataset.features.head(3).reset_index(drop=True)
             example.insert(0, "schema_version", FEATURE_SCHEMA_VERSION)
@@ -249,6 +215,62 @@ def fit_and_track(
             version = _register(final, example, dataset.contract)
             mlflow.set_tag("registered_version", version)
     return FitReport(metrics, baselines, predictions[chosen], chosen, version, parent.info.run_id)
+
+
+def _log_baselines(
+    dataset: Dataset, folds: list, items: pd.DataFrame | None, probe_count: int | None
+) -> dict[str, pd.Series]:
+    """Held-out MAE of the cheap baselines any estimator must beat, logged under their names."""
+    baselines = {"mean_baseline": score_predictions(dataset, mean_baseline(dataset, folds))["mae"]}
+    steps = step_baseline(dataset, folds)
+    if steps is not None:
+        baselines["step_baseline"] = score_predictions(dataset, steps)["mae"]
+    if probe_count and items is not None:
+        baselines["subset_baseline"] = subset_baseline_mae(dataset.scores, items, probe_count)
+    for name, mae in baselines.items():
+        _log_metrics(mae.to_frame("mae"), prefix=name)
+    return baselines
+
+
+def _evaluate_estimator(dataset: Dataset, estimator: str, folds: list) -> pd.DataFrame:
+    """Held-out predictions of one estimator, with its family protocol, plots, residuals and feature
+    importances logged into the active (nested) run."""
+    mlflow.log_params({"estimator": estimator, "coverage": COVERAGE})
+    predictions = held_out_predictions(dataset, estimator, folds)
+    family = family_folds(dataset)
+    if family:
+        by_family = score_predictions(dataset, held_out_predictions(dataset, estimator, family))
+        _log_metrics(by_family[["mae", "spearman"]], prefix="leave_family_out")
+    title = f"{estimator}, runs held out"
+    _log_figure(predicted_vs_actual(dataset.scores, predictions, title), "plots/predicted_vs_actual.png")
+    mlflow.log_text((dataset.scores - predictions[dataset.benchmarks]).to_csv(), "residuals.csv")
+    full = HeadcastPredictor(estimator).fit(dataset.features, dataset.scores, dataset.groups)
+    importance = full.feature_importance()
+    if not importance.empty:
+        mlflow.log_text(importance.to_csv(), "feature_importance.csv")
+        _log_figure(feature_importance(importance, estimator), "plots/feature_importance.png")
+    return predictions
+
+
+def _final_model(
+    dataset: Dataset,
+    chosen: str,
+    item_results: dict[str, BenchmarkItems] | None,
+    anchors_per_benchmark: int,
+    jobs: int,
+) -> HeadcastPredictor | HybridPredictor:
+    """The model to register, fitted on every checkpoint: the hybrid when per-item results are given
+    (its anchors logged as `anchors.json`), else the chosen estimator."""
+    if item_results is None:
+        return HeadcastPredictor(chosen).fit(
+            dataset.features, dataset.scores, dataset.groups, contract=dataset.contract
+        )
+    final = HybridPredictor(anchors_per_benchmark, jobs=jobs).fit(
+        dataset.features, dataset.scores, dataset.groups, item_results, contract=dataset.contract
+    )
+    mlflow.log_dict(final.anchors_, "anchors.json")
+    mlflow.log_param("anchors_per_benchmark", anchors_per_benchmark)
+    return final
 
 
 def _log_heatmaps(dataset: Dataset, per_head: pd.DataFrame, limit: int = 12) -> None:
