@@ -169,13 +169,13 @@ def bare_predict(folder: Path, rows: list[dict], requests: int) -> dict:
     `predict` (score only), and the whole HeadcastPredictor.predict (scores, intervals, OOD flag)."""
     import pandas as pd
 
+    from headcast.predictor.predicting import resolve_model
     from headcast.predictor.registry import DEFAULT_MODEL
-    from headcast.predictor.service.model import load_served_model
 
     cwd = Path.cwd()
     os.chdir(folder)
     try:
-        predictor = load_served_model(DEFAULT_MODEL).predictor
+        predictor = resolve_model(DEFAULT_MODEL).predictor
     finally:
         os.chdir(cwd)
     frames = [pd.DataFrame([row])[predictor.feature_names_].astype(float) for row in rows]

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from headcast.errors import HeadcastError
+from headcast.predictor.predicting import resolve_model
 from headcast.predictor.service import create_app
 from headcast.predictor.service.batching import RowBatcher
-from headcast.predictor.service.model import load_served_model
 from headcast.predictor.service.prediction import predict_table
 from headcast.schema import FEATURE_SCHEMA_VERSION
 from tests.test_service import champion_store, feature_row
@@ -84,7 +84,7 @@ def test_concurrent_requests_get_what_each_row_alone_gets_and_a_bad_row_fails_on
     overflowing = row | dict.fromkeys(row.keys() - {"schema_version"}, 1e308)  # valid JSON, unusable
     bodies = [{"features": r} for r in rows[:7]] + [{"features": overflowing}] + [{"rows": rows[7:]}]
     answers = asyncio.run(_post_all(create_app(roots=[tmp_path]), bodies))
-    model = load_served_model("models:/headcast-predictor@champion")
+    model = resolve_model("models:/headcast-predictor@champion")
     assert [a.status_code for a in answers] == [200] * 7 + [422, 200]
     assert "the features could not be used" in answers[7].json()["error"]
     for body, answer in zip(bodies[:7], answers[:7], strict=True):
