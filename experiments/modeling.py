@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -33,6 +34,7 @@ from transformers import (
     LlavaProcessor,
     MistralConfig,
     Phi3Config,
+    PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
     ProcessorMixin,
@@ -160,7 +162,7 @@ def _text_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, max_positi
 
 
 def _vision_config(spec: ModelSpec) -> CLIPVisionConfig | SiglipVisionConfig:
-    common = dict(
+    common: dict[str, Any] = dict(
         hidden_size=spec.vision_hidden,
         intermediate_size=spec.vision_hidden * 2,
         num_hidden_layers=spec.vision_layers,
@@ -175,7 +177,7 @@ def _vision_config(spec: ModelSpec) -> CLIPVisionConfig | SiglipVisionConfig:
     raise ValueError(f"unknown vision tower {spec.vision!r}; use clip or siglip")
 
 
-def _feature_select(spec: ModelSpec) -> str:
+def _feature_select(spec: ModelSpec) -> Literal["default", "full"]:
     """What the real checkpoints use: drop CLIP's class token ("default"); keep all SigLIP tokens ("full")."""
     return "default" if spec.vision == "clip" else "full"
 
@@ -193,6 +195,8 @@ def build_model(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int =
     text = _text_config(spec, tokenizer, max_positions)
     vision = _vision_config(spec)
     select = _feature_select(spec)
+    config: PreTrainedConfig
+    cls: type[PreTrainedModel]
     if spec.arch == "llava":
         config = LlavaConfig(vision_config=vision, text_config=text, vision_feature_select_strategy=select)
         cls = LlavaForConditionalGeneration
@@ -215,7 +219,7 @@ def build_model(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast, seed: int =
     elif spec.arch == "vipllava":
         layers = [-2, -1] if spec.vision_layers >= 2 else [-1]
         config, cls = (
-            VipLlavaConfig(vision_config=vision, text_config=text, vision_feature_layers=layers),
+            VipLlavaConfig(vision_config=vision, text_config=text, vision_feature_layer=layers),
             (VipLlavaForConditionalGeneration),
         )
     else:
@@ -235,6 +239,7 @@ def build_processor(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast) -> Proc
     """The processor real checkpoints of `spec.arch` ship (LlavaOnevision: see below), sized for `spec`."""
     size = spec.image_size
     select, extra_tokens = _feature_select(spec), int(spec.vision == "clip")  # CLIP's class token
+    image_kwargs: dict[str, Any]
     if spec.vision == "siglip":  # SigLIP resizes to a square, no crop
         image_kwargs = dict(
             size={"height": size, "width": size}, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from PIL import Image, ImageDraw
 
@@ -197,7 +197,7 @@ def vocabulary() -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def _category(rng: random.Random, exclude: set[tuple[str, str]] = frozenset()) -> tuple[str, str]:
+def _category(rng: random.Random, exclude: Collection[tuple[str, str]] = frozenset()) -> tuple[str, str]:
     choices = [(c, w) for c, w in zip(CATEGORIES, CATEGORY_WEIGHTS, strict=True) if c not in exclude]
     return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
 
@@ -207,7 +207,7 @@ def make_scene(
     fixed: list[tuple[str, str]],
     n_distractors: int,
     grid: int = 4,
-    exclude: set[tuple[str, str]] = frozenset(),
+    exclude: Collection[tuple[str, str]] = frozenset(),
 ) -> tuple[Scene, list[int]]:
     """Place the `fixed` categories plus distractors (never of an `exclude` category) in random cells.
 
@@ -240,7 +240,9 @@ def make_scene(
     return Scene(shuffled, grid), [order.index(i) for i in range(len(fixed))]
 
 
-def _near_category(rng: random.Random, fixed: list[tuple[str, str]], exclude: set) -> tuple[str, str]:
+def _near_category(
+    rng: random.Random, fixed: list[tuple[str, str]], exclude: Collection[tuple[str, str]]
+) -> tuple[str, str]:
     """A category sharing the colour or the shape of a fixed one: distractors that need binding."""
     colour, shape = rng.choice(fixed)
     near = [c for c in CATEGORIES if (c[0] == colour) != (c[1] == shape) and c not in exclude]
@@ -352,7 +354,7 @@ def make_item(rng: random.Random, task: str, grid: int = 4, index: int = 0) -> I
     return makers[task](rng, grid)
 
 
-def make_items(seed: int, task: str, n: int, grid: int = 4) -> list[Item]:
+def make_items(seed: int | str, task: str, n: int, grid: int = 4) -> list[Item]:
     """`n` items of one task, their answers in turn (1, 2, 3, 4, 1, ...), as POPE does with yes and no.
 
     A model that gives one answer to everything then scores exactly chance, whichever answer it
@@ -361,7 +363,8 @@ def make_items(seed: int, task: str, n: int, grid: int = 4) -> list[Item]:
     depends only on (seed, task), so sets never overlap by accident.
     """
     rng = random.Random(f"{seed}-{task}")
-    due, items, index = answers(task), [], 0
+    due, index = answers(task), 0
+    items: list[Item] = []
     while len(items) < n:
         item = make_item(rng, task, grid, index)
         index += 1
@@ -371,7 +374,7 @@ def make_items(seed: int, task: str, n: int, grid: int = 4) -> list[Item]:
 
 
 def make_mixture(
-    seed: int,
+    seed: int | str,
     n: int,
     grid: int = 4,
     tasks: tuple[str, ...] = TASKS,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -37,7 +38,7 @@ def zoo_tokenizer() -> PreTrainedTokenizerFast:
 
 def text_prompt(processor: ProcessorMixin, text: str) -> str:
     """The chat prompt of a text-only user turn (the language model's pretraining input)."""
-    messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": text}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
 
@@ -69,6 +70,8 @@ def encode(
         texts = [f"{p} {t} {tokenizer.eos_token}" for p, t in zip(prompts, targets, strict=True)]
         if mode == "text":
             enc = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+        elif images is None:
+            raise ValueError(f"mode {mode!r} needs the items' images")
         else:
             enc = dict(
                 processor(
@@ -259,8 +262,9 @@ def centre_features(tower: nn.Module, pixels: torch.Tensor) -> None:
     """
     tower.eval()
     hidden = tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
-    layers = tower.vision_model.encoder.layers if hasattr(tower, "vision_model") else tower.encoder.layers
-    layers[-2].mlp.fc2.bias -= hidden.mean(dim=(0, 1))
+    # torch types submodule attributes as Tensor | Module
+    layers = tower.vision_model.encoder.layers if hasattr(tower, "vision_model") else tower.encoder.layers  # type: ignore[union-attr]
+    layers[-2].mlp.fc2.bias -= hidden.mean(dim=(0, 1))  # type: ignore[index, union-attr]
 
 
 def pretrain_language(

@@ -165,12 +165,12 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
             timings[label] = seconds
     _training_sets.cache_clear()  # encoded training data is large; the zoo is built
 
-    items = zoo_items(out)
+    rows = zoo_items(out)
     timings["total"] = time.perf_counter() - started
     if todo or "vision" in timings:  # a call that only reuses the zoo keeps the record of its build
         _write_json(layout.build_times, timings)
-    write_items(items, layout.items)
-    return write_scores(scores_of(items), layout.scores)
+    write_items(rows, layout.items)
+    return write_scores(scores_of(rows), layout.scores)
 
 
 def _in_parallel(job, arguments: list[tuple], jobs: int, desc: str):
@@ -326,7 +326,8 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
     t = time.perf_counter()
     config = load_config(preset)
     layout = ZooLayout(out)
-    suite, encoded = load_suite(layout.benchmarks), {}
+    suite = load_suite(layout.benchmarks)
+    encoded: dict[str, Any] = {}
     for path in layout.checkpoint_folders():
         cached = layout.checkpoint_items(path)
         if path.parent.name != run_name or cached.exists():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 
 from headcast.extract.evaluate import encode_items, suite_accuracy
@@ -22,7 +22,7 @@ Head = tuple[int, int]
 
 def ablated_accuracy(
     checkpoint,
-    suite: dict[str, Sequence[Probe]],
+    suite: Mapping[str, Sequence[Probe]],
     heads: Sequence[Head] = (),
     mode: str = "zero",
     means: dict | None = None,
@@ -48,7 +48,7 @@ def ablated_accuracy(
         return suite_accuracy(checkpoint, suite, batch_size, max_new_tokens, encoded)
 
 
-def encoded_suite(checkpoint, suite: dict[str, Sequence[Probe]], batch_size: int = 64) -> dict[str, list]:
+def encoded_suite(checkpoint, suite: Mapping[str, Sequence[Probe]], batch_size: int = 64) -> dict[str, list]:
     """The suite through the checkpoint's processor once, for scoring it under many head sets."""
     return {name: encode_items(checkpoint.processor, probes, batch_size) for name, probes in suite.items()}
 
@@ -97,7 +97,7 @@ class AblationResult:
 
 def ablate_suite(
     checkpoint,
-    suite: dict[str, Sequence[Probe]],
+    suite: Mapping[str, Sequence[Probe]],
     heads: Sequence[Head],
     mode: str = "zero",
     means: dict | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +23,15 @@ NUMBER_WORDS = {
         ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven")
     )
 }
+
+
+class AnswerStats(TypedDict, total=False):
+    """One item's first-token answer; `correct` and `prob` only where the item has a gold answer."""
+
+    answer: str
+    confidence: float
+    correct: bool
+    prob: float
 
 
 def first_word(text: str) -> str:
@@ -64,7 +73,8 @@ def batch_gold_token_ids(
     tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], answers: Sequence[str]
 ) -> list[list[int]]:
     """`gold_token_ids` of many items in one tokenizer call (a call per text costs more than the model)."""
-    texts, spans = [], []
+    texts: list[str] = []
+    spans: list[tuple[int, int]] = []
     for prompt, answer in zip(prompts, answers, strict=True):
         spellings = sorted({answer, answer.lower(), answer.capitalize()})
         variants = [prompt, *(prompt + text for s in spellings for text in (s, " " + s))]
@@ -86,7 +96,7 @@ def first_token_answers(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     answers: Sequence[str | None],
-) -> list[dict[str, object]]:
+) -> list[AnswerStats]:
     """Per row of next-token `logits` [batch, vocab]: the greedy answer token and how sure it was.
 
     Keys: `answer` (the top token, decoded), `confidence` (its probability), and, where the item has
@@ -95,18 +105,18 @@ def first_token_answers(
     """
     probs = logits.float().softmax(-1)
     top = probs.max(-1)
-    labelled = [i for i, gold in enumerate(answers) if gold is not None]
+    labelled = {i: gold for i, gold in enumerate(answers) if gold is not None}
     gold_ids = dict(
         zip(
             labelled,
-            batch_gold_token_ids(tokenizer, [prompts[i] for i in labelled], [answers[i] for i in labelled]),
+            batch_gold_token_ids(tokenizer, [prompts[i] for i in labelled], list(labelled.values())),
             strict=True,
         )
     )
-    rows = []
+    rows: list[AnswerStats] = []
     for i, gold in enumerate(answers):
-        given = tokenizer.decode([int(top.indices[i])], skip_special_tokens=True)
-        row: dict[str, object] = {"answer": given, "confidence": float(top.values[i])}
+        given: str = tokenizer.decode([int(top.indices[i])], skip_special_tokens=True)  # type: ignore[assignment]  # one id list decodes to a str
+        row: AnswerStats = {"answer": given, "confidence": float(top.values[i])}
         if gold is not None:
             ids = gold_ids[i]
             row["correct"] = is_correct(given, gold)

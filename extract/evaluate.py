@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -23,8 +24,13 @@ from headcast.extract.answers import first_token_answers, is_correct
 from headcast.files import atomic_output
 from headcast.schema import ANSWER_TOKENS, ITEM_COLUMNS, SCORE_COLUMNS
 
+if TYPE_CHECKING:  # transformers loads torch, which this module leaves to the functions that run models
+    from transformers import BatchFeature
 
-def encode_items(processor, probes: Sequence[Probe], batch_size: int = 64) -> list[tuple[list, list, object]]:
+
+def encode_items(
+    processor, probes: Sequence[Probe], batch_size: int = 64
+) -> list[tuple[list[Probe], list[str], BatchFeature]]:
     """The processor's inputs for `probes`, batch by batch: `(probes, prompts, inputs)`.
 
     Checkpoints that share a processor (the checkpoints of one training run) can share these.
@@ -45,7 +51,7 @@ def answer_items(
     probes: Sequence[Probe],
     batch_size: int = 64,
     max_new_tokens: int = ANSWER_TOKENS,
-    encoded: list[tuple[list, list, object]] | None = None,
+    encoded: list[tuple[list[Probe], list[str], BatchFeature]] | None = None,
 ) -> list[dict]:
     """Per item of `probes`: greedy answer, exact-match `correct`, gold `prob` and `confidence`.
 
@@ -117,7 +123,7 @@ def evaluate_checkpoint(
     device: str = "auto",
     batch_size: int = 64,
     max_new_tokens: int = ANSWER_TOKENS,
-    encoded: dict[str, dict] | None = None,
+    encoded: dict[str, Any] | None = None,
 ) -> list[dict]:
     """Per-item results (`benchmark, item, correct, answer, prob, confidence`) of the checkpoint at `path`.
 
@@ -145,7 +151,7 @@ def evaluate_checkpoint(
 
 def suite_accuracy(
     checkpoint,
-    suite: dict[str, Sequence[Probe]],
+    suite: Mapping[str, Sequence[Probe]],
     batch_size: int = 64,
     max_new_tokens: int = ANSWER_TOKENS,
     encoded: dict[str, list] | None = None,

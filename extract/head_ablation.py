@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 import torch
 
@@ -45,7 +44,7 @@ def random_heads(like: Sequence[Head], n_heads: int, seed: int, exclude: Iterabl
     """As many random heads as `like`, from the same layers (same count per layer), avoiding `exclude`."""
     rng = random.Random(seed)
     taken = set(exclude) | set(like)
-    chosen = []
+    chosen: list[Head] = []
     for layer in sorted({layer for layer, _ in like}):
         count = sum(1 for lay, _ in like if lay == layer)
         pool = [(layer, h) for h in range(n_heads) if (layer, h) not in taken]
@@ -60,7 +59,7 @@ class HeadAblation:
     """A head-output hook that removes `heads`: zeros, or their mean outputs (`means[layer]`: [H, D])."""
 
     heads: Sequence[Head]
-    mode: Literal["zero", "mean"] = "zero"
+    mode: str = "zero"  # or "mean"; checked here, as callers pass the user's word
     means: dict[int, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
@@ -77,10 +76,10 @@ class HeadAblation:
         if not heads:
             return output
         output = output.clone()
-        if self.mode == "zero":
-            output[:, :, heads] = 0
-        else:
+        if self.mode == "mean" and self.means is not None:  # __post_init__ saw that "mean" has means
             output[:, :, heads] = self.means[layer][heads].to(output)
+        else:
+            output[:, :, heads] = 0
         return output
 
 
@@ -93,6 +92,8 @@ class HeadOutputMeans:
     counts: dict[int, float] = dataclasses.field(default_factory=dict)
 
     def __call__(self, layer: int, output: torch.Tensor) -> torch.Tensor:
+        if self.token_mask is None:
+            raise HeadcastError("HeadOutputMeans needs the batch's token_mask set before the model runs")
         mask = self.token_mask[:, -output.shape[1] :].to(output.dtype)  # [B, T]
         total = torch.einsum("bt,bthd->hd", mask, output.float())
         self.sums[layer] = self.sums.get(layer, 0) + total

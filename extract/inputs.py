@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from PIL import Image, ImageDraw
@@ -101,7 +103,7 @@ def _vision_prefix_tokens(checkpoint: Checkpoint) -> int:
 
     Read off the tower's own embeddings (`num_positions - num_patches`), not its name.
     """
-    tower = checkpoint.model.base_model.vision_tower
+    tower: torch.nn.Module = checkpoint.model.base_model.vision_tower  # type: ignore[assignment]  # torch: Tensor | Module
     for module in tower.modules():
         patches, positions = getattr(module, "num_patches", None), getattr(module, "num_positions", None)
         if isinstance(patches, int) and isinstance(positions, int):
@@ -128,8 +130,9 @@ def _pack_anyres(checkpoint: Checkpoint, tiles: torch.Tensor, sizes: torch.Tenso
         "vision_feature_select_strategy": config.vision_feature_select_strategy,
         "vision_aspect_ratio": getattr(config, "vision_aspect_ratio", None),
     }
-    accepted = inspect.signature(model.pack_image_features).parameters
-    packed, _ = model.pack_image_features(
+    pack: Callable[..., Any] = model.pack_image_features  # type: ignore[assignment]  # torch: Tensor | Module
+    accepted = inspect.signature(pack).parameters
+    packed, _ = pack(
         [tiles[i, :n, :, None] for i, n in enumerate(counts)],
         sizes,
         image_newline=torch.zeros(1),
@@ -177,7 +180,7 @@ def encode_batch(checkpoint: Checkpoint, probes: list[Probe], query: QueryPositi
         prompt = build_prompt(processor, probe.question)
         start = prompt.rfind(probe.question)
         question_spans.append([(start, start + len(probe.question))])
-        if query == "answer-mean":
+        if query == "answer-mean" and probe.answer is not None:  # every probe has one, checked above
             answer_spans.append([(len(prompt) + 1, len(prompt) + 1 + len(probe.answer))])
             prompt = f"{prompt} {probe.answer}"
         texts.append(prompt)

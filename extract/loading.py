@@ -54,11 +54,14 @@ class Checkpoint:
 
 def text_model_class(model_type: str) -> type[PreTrainedModel] | None:
     """The class a LLaVA wrapper builds for a `text_config` of this type (via `AutoModel.from_config`)."""
-    class_name = MODEL_MAPPING_NAMES.get(model_type)
+    names = MODEL_MAPPING_NAMES.get(model_type)
+    # a few types (funnel) list several classes, of which AutoModel.from_config builds the first
+    class_name = names if isinstance(names, str) else names[0] if names else None
     return getattr(transformers, class_name) if class_name else None
 
 
-def _check_arch(arch: object, where: str | Path) -> None:
+def _check_arch(arch: object, where: str | Path) -> str:
+    """`arch` (a config's `model_type`) once known to be a LLaVA-family vision-language model."""
     if not isinstance(arch, str) or arch not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
         raise HeadcastError(
             f"{where} is a {arch!r} model, not a supported vision-language model "
@@ -69,6 +72,7 @@ def _check_arch(arch: object, where: str | Path) -> None:
             f"{where}: {arch!r} is an image-text model outside the LLaVA family, whose image tokens "
             f"headcast cannot map onto the image; supported: {SUPPORTED}"
         )
+    return arch
 
 
 def check_supported(config: PretrainedConfig, where: str | Path) -> None:
@@ -132,8 +136,7 @@ def read_config(path: str | Path) -> dict:
         raise HeadcastError(
             f"{config_file} holds a JSON {type(config).__name__}, not a config object; re-save the checkpoint"
         )
-    arch = config.get("model_type")
-    _check_arch(arch, path)
+    arch = _check_arch(config.get("model_type"), path)
     if isinstance(config.get("text_config"), dict):  # zero heads would fail inside parsing, as a modulo
         _check_sizes(config["text_config"], path)
     try:  # the parsed config fills in the defaults (e.g. an absent text_config)

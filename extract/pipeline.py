@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
 from headcast.contract import ExtractionContract, ExtractionSettings
 from headcast.errors import HeadcastError
-from headcast.extract.answers import first_token_answers
+from headcast.extract.answers import AnswerStats, first_token_answers
 from headcast.extract.features import feature_row, per_head_table
 from headcast.extract.inputs import encode_batch
 from headcast.extract.loading import (
@@ -77,7 +78,7 @@ def probe_answers(
     The gold tokens are found after the very prompt string `encode_batch` gave the model.
     """
     if logits is None:
-        stats: list[dict[str, object]] = [{} for _ in probes]
+        stats: list[AnswerStats] = [{} for _ in probes]
     else:
         prompts = [build_prompt(checkpoint.processor, p.question) for p in probes]
         answers = [p.answer for p in probes]
@@ -145,9 +146,10 @@ def extract_head_metrics(
     path = Path(path)
     config = read_config(path)
     dtype = resolve_dtype(settings.dtype, resolve_device(settings.device), config)
+    dtype_name = str(dtype).removeprefix("torch.")
     settings_record = {
         "query": settings.query,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype_name,
         "probe_set_hash": probe_set_hash(list(probes)),
         "n_probes": len(probes),
         "checkpoint_fingerprint": checkpoint_fingerprint(path),
@@ -158,7 +160,7 @@ def extract_head_metrics(
     if (hit := cache.get(key)) is not None:
         samples, answers, meta = hit
         return HeadMetrics(name or str(path), samples, meta, answers)
-    checkpoint = load_checkpoint(path, settings.device, settings_record["dtype"])
+    checkpoint = load_checkpoint(path, settings.device, dtype_name)
     samples, answers = measure_heads(
         checkpoint, probes, settings.query, settings.batch_size, progress, on_batch
     )
@@ -249,6 +251,10 @@ def measure_live_model(
     padding side are restored after, and nothing is copied or saved.
     """
     model = getattr(model, "module", model)  # DistributedDataParallel and friends
+    if not isinstance(model, PreTrainedModel):
+        raise HeadcastError(
+            f"a {type(model).__name__} is not a transformers model; pass the model being trained"
+        )
     config = model.config
     checkpoint = Checkpoint(
         path=Path(getattr(config, "_name_or_path", "") or "live-model"),

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from headcast.errors import HeadcastError
 from headcast.paths import resolve_input_file
@@ -114,14 +116,20 @@ def _parse_line(line: str, where: str, root: Path) -> Probe:
         image=image,
         question=fields.question,
         answer=None if fields.answer is None else str(fields.answer),
-        box=None if fields.box is None else tuple(float(v) for v in fields.box),
+        box=None if fields.box is None else _box(fields.box),
         task=fields.task,
     )
 
 
-def _reason(problem: dict) -> str:
+def _box(corners: Sequence[float]) -> tuple[float, float, float, float]:
+    """The four corners `ProbeLine` checked, as the fixed-size tuple a `Probe` holds."""
+    x0, y0, x1, y1 = (float(v) for v in corners)
+    return x0, y0, x1, y1
+
+
+def _reason(problem: ErrorDetails) -> str:
     """pydantic's message for one field, in the words of the probe format."""
-    field = problem["loc"][0] if problem["loc"] else ""
+    field = str(problem["loc"][0]) if problem["loc"] else ""
     if field == "box":
         return "box must be [x0, y0, x1, y1]: four finite numbers, in pixels"
     if problem["type"] == "missing":
@@ -141,8 +149,9 @@ def _check_image(probe: Probe, where: str) -> None:
     except (OSError, UnidentifiedImageError):
         raise HeadcastError(f"{where}: image {probe.image} is not a readable image file") from None
     except Image.DecompressionBombError:
+        limit = 2 * Image.MAX_IMAGE_PIXELS  # type: ignore[operator]  # PIL raises this only while a limit is set
         raise HeadcastError(
-            f"{where}: image {probe.image} has more than {2 * Image.MAX_IMAGE_PIXELS} pixels; "
+            f"{where}: image {probe.image} has more than {limit} pixels; "
             "a probe image this large is refused as a decompression bomb, resize it"
         ) from None
     if probe.box is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # importing transformers costs seconds; callers that only parse arguments skip it
     from transformers import ProcessorMixin
@@ -15,6 +15,8 @@ def build_prompt(processor: ProcessorMixin, question: str) -> str:
     pretraining stage used.
     """
     if getattr(processor, "chat_template", None):
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+        ]
         return processor.apply_chat_template(messages, add_generation_prompt=True)
-    return f"{processor.image_token}\n{question}"
+    return f"{processor.image_token}\n{question}"  # type: ignore[attr-defined]  # LLaVA processors set it

@@ -115,10 +115,11 @@ def recording_attention(
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """SDPA attention with two hook points: the rows (recorder) and the per-head output."""
+    layer: int = module.layer_idx  # type: ignore[assignment]  # torch types attributes Tensor | Module
     recorder = _recorder.get()
     if recorder is not None:
         recorder.observe(
-            module.layer_idx,
+            layer,
             query,
             key,
             attention_mask,
@@ -129,7 +130,7 @@ def recording_attention(
     )
     hook = _head_output_hook.get()
     if hook is not None:  # [batch, tokens, heads, head_dim], before the output projection mixes heads
-        output = hook(module.layer_idx, output)
+        output = hook(layer, output)
     return output, weights
 
 

@@ -197,8 +197,9 @@ def contracts_from_settings(
     Parquet metadata (`query`, `dtype`, `probe_set_hash`, `metrics_version`, thresholds); None when any
     checkpoint's settings lack them, e.g. a hand-built table."""
     needed = ("query", "dtype", "probe_set_hash", "metrics_version")
-    records = [settings.get(c) for c in checkpoints]
-    if not records or not all(isinstance(r, Mapping) and all(k in r for k in needed) for r in records):
+    found = [settings.get(c) for c in checkpoints]
+    records = [r for r in found if isinstance(r, Mapping) and all(k in r for k in needed)]
+    if not records or len(records) < len(found):
         return None
     default = VisualHeadThresholds()
     return [
@@ -215,11 +216,11 @@ def contracts_from_settings(
 
 def extraction_options(
     fitted: ExtractionContract | None, query: str | None, dtype: str = "auto"
-) -> tuple[str, str, VisualHeadThresholds]:
+) -> tuple[QueryPosition, str, VisualHeadThresholds]:
     """Query, dtype and thresholds to extract with for a model fitted under `fitted`: the model's own
     unless asked otherwise, and asking for a conflicting one is an error (the row could not be used)."""
     if fitted is None:
-        return query or "last-prompt", dtype, VisualHeadThresholds()
+        return query_position(query or "last-prompt"), dtype, VisualHeadThresholds()
     for name, asked, own in (("query", query, fitted.query), ("dtype", dtype, fitted.dtype)):
         if asked not in (None, "auto", own):
             raise HeadcastError(
@@ -227,7 +228,7 @@ def extraction_options(
                 f"{name}={own}; leave the {name} out to use the model's, or refit on features extracted "
                 f"with {_OPTIONS[name]} {asked}"
             )
-    return fitted.query, fitted.dtype, fitted.thresholds
+    return query_position(fitted.query), fitted.dtype, fitted.thresholds
 
 
 def check_probe_set(fitted: ExtractionContract | None, probe_set_hash: str, source: str) -> None:

@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import cross_val_predict
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from headcast.predictor.anchors import choose_anchors
@@ -57,7 +57,7 @@ def _ridge() -> RidgeCV:
     return RidgeCV(alphas=COARSE_RIDGE_ALPHAS)
 
 
-def _scaled(features: np.ndarray):
+def _scaled(features: np.ndarray) -> Pipeline:
     return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()).fit(
         features
     )
@@ -77,7 +77,7 @@ class _Parts:
 class _FeatureParts:
     """What the methods with one set of label-free features need, fitted on the same training set."""
 
-    scaler: object
+    scaler: Pipeline
     theta: RidgeCV  # latent regression: ability from features
     theta_residual_cov: np.ndarray
     ridge: RidgeCV  # score from the anchors' answers and the features
@@ -191,13 +191,13 @@ class AnchorPredictor(BaseEstimator):
         self, data: BenchmarkItems, features: dict[str, np.ndarray] | None, groups: Sequence
     ) -> AnchorPredictor:
         features = features or {}
-        groups = np.asarray(groups)
+        runs = np.asarray(groups)  # the run of each row
         y = data.score
-        folds = list(GroupFolds(self.inner_folds).split(y, groups=groups))
+        folds = list(GroupFolds(self.inner_folds).split(y, groups=runs))
         oof: dict[str, np.ndarray] = {}
         for train, test in folds:
             parts, feature_parts = self._fit_all(
-                data.rows(train), {n: f[train] for n, f in features.items()}, groups[train]
+                data.rows(train), {n: f[train] for n, f in features.items()}, runs[train]
             )
             predicted = _predict_parts(
                 parts,
@@ -227,14 +227,14 @@ class AnchorPredictor(BaseEstimator):
             residual |= {m: y - np.clip(oof[m], 0, 100) for m in methods}
             candidate = min(methods, key=lambda m: _mae(residual[m]))
             bar = LATER_SET_STANDARD_ERRORS if index else 1.0  # as in HeadcastPredictor
-            if clearly_better(residual[candidate], residual[best], groups, bar):
+            if clearly_better(residual[candidate], residual[best], runs, bar):
                 best = candidate
             self.chosen_by_set_[name] = best
         self.chosen_ = best
         self.cv_mae_ = {m: _mae(r) for m, r in residual.items()}
         self.cv_residuals_ = residual  # per method, cross-validated with runs held out
         self.residuals_ = residual[best]  # the conformal intervals' basis
-        self.parts_, self.feature_parts_ = self._fit_all(data, features, groups)
+        self.parts_, self.feature_parts_ = self._fit_all(data, features, runs)
         self.anchors_ = self.parts_.anchors
         self.anchor_items_ = [data.items[i] for i in self.anchors_]
         return self

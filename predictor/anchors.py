@@ -43,8 +43,8 @@ def choose_anchors(correct: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarr
                 anchors.append(item)
                 weights.append(members.size)
                 break
-    weights = np.asarray(weights, dtype=float)
-    return np.asarray(anchors, dtype=int), weights / weights.sum()
+    shares = np.asarray(weights, dtype=float)
+    return np.asarray(anchors, dtype=int), shares / shares.sum()
 
 
 def write_anchor_probes(anchors: Mapping[str, Sequence[str]], suite: str | Path, out: str | Path) -> Path:
@@ -69,7 +69,7 @@ def write_anchor_probes(anchors: Mapping[str, Sequence[str]], suite: str | Path,
             )
         for item in items:
             probe = by_id[item]
-            line = {
+            line: dict[str, object] = {
                 "id": probe.id,
                 "image": Path(os.path.relpath(probe.image, out.parent.resolve())).as_posix(),
                 "question": probe.question,

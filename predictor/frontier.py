@@ -149,8 +149,10 @@ def frontier(
         delayed(_with_answers)(items[b], features, groups, *folds[f], answered) for b, f in tasks
     )
     tested = np.concatenate([test for _, test in folds])
-    predicted = {}  # (benchmark, estimator, k) -> predictions over `tested` rows, in fold order
-    width = {}  # (benchmark, k) -> `hybrid`'s interval half-width per row
+    predicted: dict[
+        tuple[str, str, int], pd.Series
+    ] = {}  # (benchmark, estimator, k) -> predictions over `tested` rows, in fold order
+    width: dict[tuple[str, int], pd.Series] = {}  # (benchmark, k) -> `hybrid`'s interval half-width per row
     chosen = []
     for (benchmark, fold), rows in zip(tasks, results, strict=True):
         for row in rows:

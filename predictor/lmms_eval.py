@@ -63,8 +63,12 @@ def _checkpoint_of(report: dict, file: Path) -> str:
 
 
 def _config(report: dict) -> dict:
-    config = report.get("config")
-    return config if isinstance(config, dict) else {}
+    return _as_dict(report.get("config"))
+
+
+def _as_dict(section: object) -> dict:
+    """`section` when it is a JSON object, else an empty one: reports omit or null their optional parts."""
+    return section if isinstance(section, dict) else {}
 
 
 def _harness_version(report: dict) -> str:
@@ -88,13 +92,13 @@ def read_lmms_eval(folder: Path, allow_partial: bool = False, keep_latest: bool 
     rows = []
     for file, report in _lmms_reports(folder).items():
         limit = _config(report).get("limit")
-        samples = report.get("n-samples") if isinstance(report.get("n-samples"), dict) else {}
+        samples = _as_dict(report.get("n-samples"))
         for task, metrics in report["results"].items():
             headline = _headline_metric(metrics) if isinstance(metrics, dict) else None
             if headline is None:
                 continue
             metric, value = headline
-            counts = samples.get(task) if isinstance(samples.get(task), dict) else {}
+            counts = _as_dict(samples.get(task))
             rows.append(
                 {
                     "checkpoint": _checkpoint_of(report, file),

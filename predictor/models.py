@@ -156,6 +156,8 @@ class HeadcastPredictor(BaseEstimator):
                 bar = self.later_set_standard_errors if index else 1.0
                 if best is None or clearly_better(winner[0], best[0], g, bar):
                     best = winner
+            if best is None:  # unreachable: `feature_sets` is never empty, so the loop picked a winner
+                raise ValueError(f"no feature set to fit {benchmark!r} on")
             residuals, index, name, weight = best
             columns = feature_sets[index]
             self.columns_[benchmark] = columns

@@ -74,11 +74,12 @@ def resolve_model(model: FittedModel | str | Any | None = None) -> FittedModel:
     if isinstance(model, FittedModel):
         return model
     uri, version = None, None
+    loaded: Any = model  # a pyfunc model or a fitted predictor: no type in common
     if model is None or isinstance(model, str):
         uri = model or DEFAULT_MODEL
         version = pin(uri)
-        model = load_model(version.uri if version else uri)
-    predictor = fitted_predictor(model) if hasattr(model, "unwrap_python_model") else model
+        loaded = load_model(version.uri if version else uri)
+    predictor = fitted_predictor(loaded) if hasattr(loaded, "unwrap_python_model") else loaded
     if not hasattr(predictor, "feature_names_"):
         raise HeadcastError(f"{type(predictor).__name__} is not a fitted headcast predictor")
     contract = fitted_contract(predictor)
@@ -183,8 +184,9 @@ class PredictionPipeline:
             )
         metrics = measure_live_model(model, processor, self.probes, self.settings)
         contract = ExtractionContract.from_settings(metrics.settings, self.settings.thresholds)
-        row = {"checkpoint": metrics.checkpoint, "schema_version": FEATURE_SCHEMA_VERSION}
-        row |= {CONTRACT_COLUMN: contract.to_json()} | metrics.feature_row(self.settings.thresholds)
+        row: dict[str, object] = {"checkpoint": metrics.checkpoint, "schema_version": FEATURE_SCHEMA_VERSION}
+        row[CONTRACT_COLUMN] = contract.to_json()
+        row |= metrics.feature_row(self.settings.thresholds)
         if self.anchors is not None:
             row |= answer_row(measure_live_model(model, processor, self.anchors, self._answering).answers)
         return pd.DataFrame([row])

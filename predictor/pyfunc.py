@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import joblib
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from headcast.contract import ExtractionContract, fitted_contract
@@ -18,7 +18,7 @@ from headcast.errors import HeadcastError
 from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 
-class HeadcastModel(mlflow.pyfunc.PythonModel):
+class HeadcastModel(PythonModel):
     """Wraps a fitted `HeadcastPredictor`; rows of another schema or extraction contract are refused."""
 
     def load_context(self, context) -> None:
@@ -63,7 +63,7 @@ def _numbers(table: pd.DataFrame, what: str) -> pd.DataFrame:
     return numbers
 
 
-def check_columns(predictor, columns: Sequence[str]) -> None:
+def check_columns(predictor, columns: Iterable[str]) -> None:
     """Every feature the model was fitted on is among `columns`; callers run this before MLflow's own schema
     check, whose message cuts the missing names off."""
     present = set(columns)

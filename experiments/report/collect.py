@@ -156,6 +156,11 @@ def probe_size_curve(
                 baseline = score_predictions(dataset, mean_baseline(dataset, folds))["mae"]
             mae = score_predictions(dataset, held_out_predictions(dataset, settings.estimator, folds))["mae"]
             rows += [{"probes": size, "draw": draw, "benchmark": b, "mae": float(v)} for b, v in mae.items()]
+    if baseline is None:  # no --probe-sizes fits the pool, so nothing was measured
+        raise HeadcastError(
+            f"{path} holds {len(probes)} probes, fewer than the smallest --probe-sizes "
+            f"({min(settings.probe_sizes)}); pass smaller sizes"
+        )
     return pd.DataFrame(rows), baseline.rename("mae").to_frame(), source
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -96,7 +97,8 @@ def settings_from_config(raw: dict | None) -> ReportSettings:
         raise HeadcastError(
             f"unknown report setting(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(known))}"
         )
-    return ReportSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return ReportSettings(**values)
 
 
 def settings_from_yaml(path: str | Path) -> ReportSettings:

@@ -100,19 +100,20 @@ def claim_training(training: pd.DataFrame, settings: ReportSettings) -> Claim:
     ends_visual = per_run[per_run["final"] > 0]
     formed = ends_visual["final"] > ends_visual["first"]
     settled = ends_visual["before_last"] >= settings.settled_overlap
+    support = int((formed & settled).sum())
     numbers = {
         "runs": len(per_run),
         "runs_with_visual": len(ends_visual),
         "formed": int(formed.sum()),
         "settled": int(settled.sum()),
-        "support": int((formed & settled).sum()),
+        "support": support,
         "first_fraction": float((per_run["first"] / per_run["heads"]).mean()),
         "final_fraction": float((per_run["final"] / per_run["heads"]).mean()),
         "overlap_before_last": float(ends_visual["before_last"].mean()) if len(ends_visual) else np.nan,
     }
     if not len(ends_visual):
         return Claim(UNTESTABLE, numbers)
-    return Claim(share_verdict(numbers["support"], len(ends_visual), settings), numbers)
+    return Claim(share_verdict(support, len(ends_visual), settings), numbers)
 
 
 def claim_correlation(corr: pd.DataFrame, settings: ReportSettings) -> Claim:

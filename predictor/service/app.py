@@ -97,7 +97,7 @@ def create_app(
 
     @app.post("/predict", response_model=None)
     async def predict(body: PredictRequest) -> JSONResponse:
-        rows = body.rows if body.rows is not None else [body.features]
+        rows = body.feature_rows()
         if len(rows) > limits.max_rows:
             raise ServiceError(
                 422, f"rows: {len(rows)} rows in one request, at most {limits.max_rows}; send them in parts"

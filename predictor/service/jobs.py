@@ -74,7 +74,13 @@ class JobQueue:
             pending = sum(job.status == "queued" for job in self._jobs.values())
             if pending >= self.limits.max_pending:
                 raise ServiceError(429, f"{pending} jobs are already queued; try again later")
-            job = Job(uuid.uuid4().hex, str(checkpoint), str(probes), query, anchors and str(anchors))
+            job = Job(
+                uuid.uuid4().hex,
+                str(checkpoint),
+                str(probes),
+                query,
+                None if anchors is None else str(anchors),
+            )
             self._jobs[job.id] = job
             finished = [k for k, j in self._jobs.items() if j.status in ("done", "failed")]
             for key in finished[: max(0, len(self._jobs) - self.limits.keep_jobs)]:
@@ -101,7 +107,8 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         job.status, job.started = "running", time.time()
-        model, outcome = None, "failed"
+        model = None
+        outcome: Literal["done", "failed"] = "failed"
         try:
             model = self.slot.get()
             job.result = self._extract_and_predict(job, model)

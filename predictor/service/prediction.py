@@ -99,7 +99,8 @@ def predict_many(model: FittedModel, requests: Sequence[list[Row]]) -> list[list
         if len(requests) == 1:
             raise
         return [_one_request(model, rows) for rows in requests]
-    answers, start = [], 0
+    answers: list[list[Row] | HeadcastError] = []
+    start = 0
     for rows in requests:
         answers.append(flat[start : start + len(rows)])
         start += len(rows)

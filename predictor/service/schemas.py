@@ -50,9 +50,15 @@ class PredictRequest(BaseModel):
     def _one_source(self) -> PredictRequest:
         if (self.features is None) == (self.rows is None):
             raise ValueError("send exactly one of 'features' (one row) or 'rows' (a list of rows)")
-        for i, row in enumerate(self.rows or [self.features]):
+        for i, row in enumerate(self.feature_rows()):
             _check_row(row, "features" if self.features is not None else f"rows[{i}]")
         return self
+
+    def feature_rows(self) -> list[dict[str, Any]]:
+        """The request's rows: `rows`, or `features` as the one row."""
+        if self.rows is not None:
+            return self.rows
+        return [] if self.features is None else [self.features]
 
 
 class JobRequest(BaseModel):
