@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from headcast.contract import ExtractionSettings
+    from headcast.extract.harness_answers import answer_task_items
+    from headcast.extract.harness_tasks import HarnessTask, load_tasks
     from headcast.extract.loading import Checkpoint, load_checkpoint
     from headcast.extract.pipeline import (
         HeadMetrics,
@@ -40,6 +42,9 @@ _PUBLIC = {
     "Checkpoint": "headcast.extract.loading",
     "load_checkpoint": "headcast.extract.loading",
     "build_prompt": "headcast.extract.prompts",
+    "HarnessTask": "headcast.extract.harness_tasks",
+    "load_tasks": "headcast.extract.harness_tasks",
+    "answer_task_items": "headcast.extract.harness_answers",
 }
 
 __all__ = [  # noqa: RUF022 (grouped as _PUBLIC is)
@@ -57,6 +62,9 @@ __all__ = [  # noqa: RUF022 (grouped as _PUBLIC is)
     "Checkpoint",
     "load_checkpoint",
     "build_prompt",
+    "HarnessTask",
+    "load_tasks",
+    "answer_task_items",
 ]
 
 
