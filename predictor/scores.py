@@ -1,5 +1,5 @@
 """Benchmark score tables and per-item results: headcast's own files, and lmms-eval folders through
-`predictor.lmms_eval`, one format each.
+`predictor.lmms_eval` (VLMEvalKit's through `predictor.vlmevalkit`), one format each.
 
 Scores: `SCORE_TABLE_COLUMNS`, the core's `SCORE_COLUMNS` (score in percent) then its provenance;
 one score per checkpoint and benchmark.
@@ -46,7 +46,10 @@ def read_scores(path: str | Path, allow_partial: bool = False, keep_latest: bool
     path = Path(path)
     if os.path.isdir(path):  # os.path: Python 3.11's Path.is_dir raises on a name too long to exist
         from headcast.predictor.lmms_eval import read_lmms_eval
+        from headcast.predictor.vlmevalkit import is_vlmevalkit_folder, read_vlmevalkit
 
+        if is_vlmevalkit_folder(path):
+            return read_vlmevalkit(path, allow_partial, keep_latest)
         return read_lmms_eval(path, allow_partial, keep_latest)
     if not os.path.isfile(path):
         raise HeadcastError(f"score table {path} does not exist")
@@ -144,7 +147,10 @@ def read_items(path: str | Path, allow_partial: bool = False, keep_latest: bool 
     path = Path(path)
     if os.path.isdir(path):  # os.path: Python 3.11's Path.is_dir raises on a name too long to exist
         from headcast.predictor.lmms_eval import read_lmms_eval_items
+        from headcast.predictor.vlmevalkit import is_vlmevalkit_folder, read_vlmevalkit_items
 
+        if is_vlmevalkit_folder(path):
+            return read_vlmevalkit_items(path, allow_partial, keep_latest)
         return read_lmms_eval_items(path, allow_partial, keep_latest)
     if not os.path.isfile(path):
         raise HeadcastError(f"per-item table {path} does not exist")
