@@ -131,6 +131,7 @@ def load_tasks(names: Sequence[str], include_path: str | Path | None = None) -> 
         raise HeadcastError(f"--include-path {include_path} is not a folder of lmms-eval task YAMLs")
     for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # never the network: local data only
         os.environ[variable] = "1"
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # a bar per task split is noise
     try:  # lmms-eval, and torch with it: only where tasks are really used
         from lmms_eval.tasks import TaskManager, get_task_dict
         from loguru import logger
