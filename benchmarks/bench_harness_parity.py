@@ -9,8 +9,9 @@ last checkpoint of each of the first `--checkpoints` runs, real lmms-eval (`pyth
 --model llava_hf --log_samples`) and `headcast evaluate --tasks` answer every document; reported:
 agreements per task, every disagreement (both answers), whether the aggregate scores are equal, and
 for comparison how often headcast's own first-word evaluator on the bare question gives lmms-eval's
-short-answer verdict. `--frontier` then fits on the task path's per-item truth of every checkpoint of
-the zoo and prints the cost-error frontier (error against answered items per benchmark).
+short-answer verdict. `--frontier` then fits on the task path's per-item truth (the short-answer
+variants, every document) of every checkpoint of the zoo and prints the cost-error frontier (error
+against answered items per benchmark), then the same fit on headcast's own evaluator's truth.
 """
 
 from __future__ import annotations
@@ -143,6 +144,10 @@ def frontier(zoo: Path, work: Path) -> None:
              "--items", str(work / "all.items.parquet"), "--checkpoint-root", str(root),
              "--tasks", names, "--include-path", str(tasks), "--anchors-out", str(work / "anchors.jsonl"),
              "--experiment", "harness-parity", "--no-register")  # fmt: skip
+    print("\nfor comparison, the same zoo with headcast's own evaluator as the truth (as the demo fits):")
+    headcast("fit", "--features", str(work / "features.parquet"), "--scores", str(zoo / "scores.csv"),
+             "--items", str(zoo / "scores.items.parquet"), "--benchmarks", ",".join(BENCHMARKS),
+             "--experiment", "harness-parity-own", "--no-register")  # fmt: skip
 
 
 def main() -> int:
