@@ -20,6 +20,8 @@ from typing import Any
 from headcast.errors import HeadcastError
 
 SUPPORTED_OUTPUT_TYPES = ("generate_until",)
+# lmms-eval 0.7.3's CLI default for --reasoning_tags: these blocks are cut from a response before scoring
+CLI_REASONING_TAGS = '[["<think>", "</think>"], ["<analysis>", "</analysis>"]]'
 INSTALL_HINT = "install it with: pip install 'headcast[lmms-eval]' (see docs/harness.md)"
 
 
@@ -43,7 +45,7 @@ class HarnessTask:
         if self.output_type not in SUPPORTED_OUTPUT_TYPES:
             raise HeadcastError(
                 f"lmms-eval task {self.name!r} is a {self.output_type} task; headcast answers "
-                f"{', '.join(SUPPORTED_OUTPUT_TYPES)} tasks only so far"
+                f"{', '.join(SUPPORTED_OUTPUT_TYPES)} tasks, the ones lmms-eval's chat llava_hf runs"
             )
         metrics = [m["metric"] for m in task.config.metric_list or [] if isinstance(m.get("metric"), str)]
         if not metrics:
@@ -51,6 +53,10 @@ class HarnessTask:
         self.metric: str = metrics[0]
         self.filter: str = task._filters[0].name  # the first filter pipeline, lmms-eval's headline
         self.generation_kwargs: dict[str, Any] = dict(task.config.generation_kwargs or {})
+        from lmms_eval.api.reasoning import parse_reasoning_tags_config  # lmms-eval: loaded with the task
+
+        task_tags = getattr(task.config, "reasoning_tags", None)
+        self._reasoning_tags = parse_reasoning_tags_config(cli_value=CLI_REASONING_TAGS, task_value=task_tags)
         self._docs = task.eval_docs
         self._plain_docs = task.eval_docs_no_media  # what lmms-eval's CLI scores with by default
 
@@ -73,6 +79,7 @@ class HarnessTask:
     def score(self, doc_id: str, response: str) -> tuple[float, str]:
         """The task's value of `response` (its filters, then `process_results`) and the filtered answer."""
         from lmms_eval.api.instance import Instance  # lmms-eval: only where a task is scored
+        from lmms_eval.api.reasoning import strip_reasoning_tags
 
         index = self._index(doc_id)
         metadata = {"task": self.name, "doc_id": index, "repeats": 1}
@@ -81,6 +88,8 @@ class HarnessTask:
         for ensemble in self._task._filters:
             ensemble.apply([instance], self._plain_docs)
         filtered = instance.filtered_resps[self.filter]
+        if self._reasoning_tags is not None and isinstance(filtered, str):  # as the evaluator does
+            filtered = strip_reasoning_tags(filtered, self._reasoning_tags)
         values = self._task.process_results(self._plain_docs[index], [filtered])
         if self.metric not in values:
             raise HeadcastError(

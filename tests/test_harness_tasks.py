@@ -105,3 +105,16 @@ def test_an_unknown_task_is_one_line(harness_run):
     assert done.stderr.strip().splitlines() == [
         f"headcast: error: no lmms-eval task 'zoo_nothing' below {Path(tasks)}"
     ]
+
+
+def test_a_task_scores_an_answer_as_the_harness_does_reasoning_blocks_cut(tiny_probes, tmp_path):
+    from headcast.extract import load_tasks
+
+    folder = write_task_folder(tmp_path / "tasks", {"count": tiny_probes})
+    task = load_tasks(["zoo_count"], folder)["zoo_count"]
+    assert task.item("0").target == "1"
+    assert task.score("0", "1 square")[0] == 1.0
+    assert task.score("0", "<think>two, or 3</think>1")[0] == 1.0  # lmms-eval's CLI default tags
+    assert task.score("0", "2")[0] == 0.0
+    with pytest.raises(HeadcastError, match="has no doc_id '6'"):
+        task.score("6", "1")
