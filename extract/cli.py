@@ -208,14 +208,27 @@ def run_evaluate(args: argparse.Namespace) -> None:
         raise HeadcastError("--include-path is for lmms-eval tasks; pass --tasks NAMES with it")
     for out in (args.out, items_path(args.out)):  # now, not after scoring every checkpoint
         check_writable(out)
+    for path in args.checkpoints:  # a checkpoint outside --relative-to: refused before any scoring
+        checkpoint_name(Path(path), args.relative_to)
+
+    def name_of(path: Path) -> str:
+        return checkpoint_name(path, args.relative_to)
+
     if args.tasks is not None:
         from headcast.extract.harness_evaluate import evaluate_tasks
         from headcast.extract.harness_tasks import task_names
 
-        evaluate_tasks(args.checkpoints, task_names(args.tasks), args.include_path, args.out, args.device)
+        tasks = task_names(args.tasks)
+        evaluate_tasks(args.checkpoints, tasks, args.include_path, args.out, args.device, name_of)
     else:
         evaluate(
-            args.checkpoints, args.benchmarks, args.out, args.device, args.batch_size, args.max_new_tokens
+            args.checkpoints,
+            args.benchmarks,
+            args.out,
+            args.device,
+            args.batch_size,
+            args.max_new_tokens,
+            name_of,
         )
     print(f"wrote {args.out} and its per-item results {items_path(args.out)}")
 
@@ -237,6 +250,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     parser.add_argument(
         "--include-path", type=Path, metavar="DIR", help="folder of local lmms-eval task YAMLs"
+    )
+    parser.add_argument(
+        "--relative-to", type=Path, help="name checkpoints by their path relative to this folder (as extract)"
     )
     parser.add_argument("--out", default="scores.csv", help="CSV to write (default: scores.csv)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
