@@ -1,8 +1,8 @@
 """The README's lmms-eval task path, run as written: checkpoints and task YAMLs to answered anchors.
 
-The user's folder is the one the README's "Bring your own model" test builds (zoo checkpoints named as
-in real lmms-eval output, a probe set from their data, features); the task YAMLs follow the lmms-eval
-fixture's recipe over the zoo's benchmark files. Per-item truth comes from `headcast evaluate --tasks`
+The user's folder holds the smoke zoo's checkpoints, its probe set and their features, made by the
+README's own extract line; the task YAMLs follow the lmms-eval fixture's recipe over the zoo's
+benchmark files. Per-item truth comes from `headcast evaluate --tasks`
 (lmms-eval's own values, as test_harness_tasks checks against real lmms-eval).
 """
 
@@ -12,13 +12,14 @@ import importlib.util
 import json
 import re
 import shlex
+import shutil
 
 import pandas as pd
 import pytest
 
 from headcast.cli import main
 from tests.lmms_tasks import write_task_folder
-from tests.test_readme_user_path import README, expanded, readme_commands, user_folder  # noqa: F401
+from tests.test_readme_user_path import README, expanded, link_checkpoint, readme_commands
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("lmms_eval") is None,
@@ -34,12 +35,26 @@ def task_commands() -> list[list[str]]:
     return [shlex.split(line)[1:] for line in lines if line.startswith("headcast ")]
 
 
-def test_the_readme_task_path_gives_a_new_checkpoint_the_anchored_estimate(user_folder, smoke_zoo, capsys):  # noqa: F811
-    for command in readme_commands()[:2]:  # the probe set and the features, as the user made them
-        assert main(expanded(command)) == 0, command
+@pytest.fixture
+def user_folder(smoke_zoo, tmp_path, monkeypatch):
+    """Checkpoints under checkpoints/, a probe set under probes/, a new checkpoint, the task YAMLs."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for config in sorted((smoke_zoo / "checkpoints").glob("*/*/config.json")):
+        link_checkpoint(
+            config.parent, tmp_path / "checkpoints" / config.parent.relative_to(config.parents[2])
+        )
+    link_checkpoint(config.parent, tmp_path / "new-checkpoints" / "run" / "000500")
+    shutil.copytree(smoke_zoo / "probes", tmp_path / "probes")
     benchmarks = smoke_zoo / "benchmarks"
     sources = {name: benchmarks / f"{name}.jsonl" for name in ("spatial", "count_object")}
-    write_task_folder(user_folder / "tasks", sources)
+    write_task_folder(tmp_path / "tasks", sources)
+    return tmp_path
+
+
+def test_the_readme_task_path_gives_a_new_checkpoint_the_anchored_estimate(user_folder, capsys):
+    extract = next(c for c in readme_commands() if c[0] == "extract")  # the features, as the user made them
+    assert main(expanded(extract)) == 0
     commands = task_commands()
     assert [c[0] for c in commands] == ["evaluate", "fit", "predict"]
     capsys.readouterr()
