@@ -45,6 +45,9 @@ def headcast(*args: str) -> None:
 
 def lmms_eval(checkpoint: Path, tasks: Path, names: str, out: Path, cache: Path) -> None:
     """One real lmms-eval run of a checkpoint (it exits 0 even after errors: the report must exist)."""
+    reports = out.rglob("*_results.json")
+    if any(f"pretrained={checkpoint}," in json.loads(r.read_text())["config"]["model_args"] for r in reports):
+        return  # logged by an earlier run of this benchmark in the same --work folder
     env = os.environ | {"HF_DATASETS_CACHE": str(cache), "HF_DATASETS_OFFLINE": "1"}
     command = [sys.executable, "-m", "lmms_eval", "--model", "llava_hf"]
     command += ["--model_args", f"pretrained={checkpoint},device=cpu,device_map=cpu"]
