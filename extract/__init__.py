@@ -21,6 +21,8 @@ if TYPE_CHECKING:
         write_scores,
     )
     from headcast.extract.features import depth_bins, feature_row
+    from headcast.extract.harness_answers import answer_task_items
+    from headcast.extract.harness_tasks import HarnessTask, load_tasks
     from headcast.extract.head_ablation import head_output_means, random_heads
     from headcast.extract.loading import Checkpoint, load_checkpoint
     from headcast.extract.pipeline import (
@@ -67,6 +69,9 @@ _PUBLIC = {  # name -> the module that defines it
     "read_probes": "headcast.extract.probes",
     "build_prompt": "headcast.extract.prompts",
     "cache_root": "headcast.extract.storage",
+    "HarnessTask": "headcast.extract.harness_tasks",
+    "load_tasks": "headcast.extract.harness_tasks",
+    "answer_task_items": "headcast.extract.harness_answers",
 }
 __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "ablated_accuracy",
@@ -98,6 +103,9 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "read_probes",
     "build_prompt",
     "cache_root",
+    "HarnessTask",
+    "load_tasks",
+    "answer_task_items",
 ]
 
 

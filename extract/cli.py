@@ -207,9 +207,34 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> None:
 
+    if (args.benchmarks is None) == (args.tasks is None):
+        raise HeadcastError("pass either --benchmarks DIR or --tasks NAMES (lmms-eval tasks), not both")
+    if args.include_path is not None and args.tasks is None:
+        raise HeadcastError("--include-path is for lmms-eval tasks; pass --tasks NAMES with it")
     for out in (args.out, items_path(args.out)):  # now, not after scoring every checkpoint
         check_writable(out)
-    evaluate(args.checkpoints, args.benchmarks, args.out, args.device, args.batch_size, args.max_new_tokens)
+    for path in args.checkpoints:  # a checkpoint outside --relative-to: refused before any scoring
+        checkpoint_name(Path(path), args.relative_to)
+
+    def name_of(path: Path) -> str:
+        return checkpoint_name(path, args.relative_to)
+
+    if args.tasks is not None:
+        from headcast.extract.harness_evaluate import evaluate_tasks
+        from headcast.extract.harness_tasks import task_names
+
+        tasks = task_names(args.tasks)
+        evaluate_tasks(args.checkpoints, tasks, args.include_path, args.out, args.device, name_of)
+    else:
+        evaluate(
+            args.checkpoints,
+            args.benchmarks,
+            args.out,
+            args.device,
+            args.batch_size,
+            args.max_new_tokens,
+            name_of,
+        )
     print(f"wrote {args.out} and its per-item results {items_path(args.out)}")
 
 
@@ -217,12 +242,23 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     """`headcast evaluate CKPT... --benchmarks DIR --out scores.csv`."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="score checkpoints on a benchmark suite (greedy decoding, exact match)",
+        help="score checkpoints on a benchmark suite or lmms-eval tasks",
         description="Score checkpoint folders on a folder of benchmark JSONL files; "
         "writes checkpoint,benchmark,score,n and, beside it, a per-item Parquet table.",
     )
     parser.add_argument("checkpoints", nargs="+", help="checkpoint folders (Hugging Face format)")
-    parser.add_argument("--benchmarks", required=True, help="folder of <benchmark>.jsonl files (or one file)")
+    parser.add_argument("--benchmarks", help="folder of <benchmark>.jsonl files (or one file)")
+    parser.add_argument(
+        "--tasks",
+        help="comma-separated lmms-eval tasks instead of --benchmarks: answered and scored as lmms-eval's "
+        "llava_hf does (needs headcast[lmms-eval])",
+    )
+    parser.add_argument(
+        "--include-path", type=Path, metavar="DIR", help="folder of local lmms-eval task YAMLs"
+    )
+    parser.add_argument(
+        "--relative-to", type=Path, help="name checkpoints by their path relative to this folder (as extract)"
+    )
     parser.add_argument("--out", default="scores.csv", help="CSV to write (default: scores.csv)")
     add_device_flag(parser)
     add_batch_size_flag(parser, 64, "items per forward pass")

@@ -91,6 +91,12 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--suite", type=Path, help="folder of <benchmark>.jsonl files the per-item results are on"
     )
+    fit.add_argument(
+        "--tasks",
+        help="instead of --suite: the comma-separated lmms-eval tasks the per-item results are on; the "
+        "anchor file then names their documents, answered through the tasks (needs headcast[lmms-eval])",
+    )
+    fit.add_argument("--include-path", type=Path, metavar="DIR", help="folder of local lmms-eval task YAMLs")
     fit.add_argument("--no-register", action="store_true", help="evaluate and log only")
     fit.set_defaults(func=run_fit)
 
@@ -109,8 +115,9 @@ def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--anchors",
         type=Path,
-        help="anchor probe file from 'headcast fit --anchors-out': the checkpoint answers these items too, "
-        "and benchmarks whose anchors are all answered get the anchored (hybrid) estimate",
+        help="anchor file from 'headcast fit --anchors-out' (probes, or lmms-eval documents answered "
+        "through their tasks): the checkpoint answers these items too, and benchmarks whose anchors are "
+        "all answered get the anchored (hybrid) estimate",
     )
     predict.add_argument(
         "--answers", type=Path, help="with --features: per-probe answers from 'headcast extract --answers'"
@@ -172,10 +179,12 @@ def run_fit(args: argparse.Namespace) -> int:
         raise HeadcastError(f"unknown estimator(s) {sorted(unknown)}; choose from {', '.join(ESTIMATORS)}")
     if args.anchors < 1:
         raise HeadcastError(f"--anchors must be at least 1 item per benchmark, got {args.anchors}")
-    if args.anchors_out and not (args.items and args.suite):
+    if args.anchors_out and not (args.items and (args.suite or args.tasks)):
         raise HeadcastError(
-            "--anchors-out needs --items (to choose anchors) and --suite (to copy the items from)"
+            "--anchors-out needs --items (to choose anchors) and --suite or --tasks (where the items are)"
         )
+    if args.suite and args.tasks:
+        raise HeadcastError("pass --suite DIR or --tasks NAMES, not both")
     if args.anchors_out:
         check_writable(args.anchors_out)  # now, not after the fit
     dataset, items, probe_count, scores = _load_fit_inputs(args)
@@ -211,7 +220,13 @@ def run_fit(args: argparse.Namespace) -> int:
         result = frontier(dataset, item_results)
         log_frontier(result, report.run_id)
         print(f"\n{format_frontier(result)}")
-        if args.anchors_out:
+        if args.anchors_out and args.tasks:
+            from headcast.predictor.task_cli import write_fitted_task_anchors
+
+            write_fitted_task_anchors(
+                report.run_id, args.tasks, args.include_path, args.items, args.anchors_out
+            )
+        elif args.anchors_out:
             _write_anchors(report.run_id, args.suite, args.anchors_out)
     registered = f"; registered {REGISTERED_NAME} version {report.model_version} as @{CHAMPION}"
     print(f"chosen: {report.chosen} (MLflow run {report.run_id}{registered if report.model_version else ''})")

@@ -36,6 +36,7 @@ from headcast.predictor.anchors import read_anchor_probes
 from headcast.predictor.hybrid import answer_column, answer_columns, answer_row, unanswered_anchors
 from headcast.predictor.pyfunc import benchmarks_of, predict_rows, prediction_json
 from headcast.predictor.registry import DEFAULT_MODEL, SCHEMA_TAG, fitted_predictor, load_model, pin
+from headcast.predictor.task_anchors import TaskAnchors, is_task_anchor_file
 from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total), for callers without a terminal
@@ -107,8 +108,9 @@ def with_answers(table: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
 class PredictionPipeline:
     """Prepare under the model's contract, measure, answer anchors, predict, format.
 
-    `probes` and `anchors` are probe files or lists of probes; `query` and `dtype` may only repeat the
-    model's own (anything else is refused here, before any measuring).
+    `probes` and `anchors` are probe files or lists of probes; `anchors` may also be an lmms-eval
+    anchor file (`TaskAnchors`), whose documents are answered and scored by their tasks. `query` and
+    `dtype` may only repeat the model's own (anything else is refused here, before any measuring).
     """
 
     def __init__(
@@ -129,14 +131,24 @@ class PredictionPipeline:
         source = str(probes) if isinstance(probes, str | Path) else "the probes"
         check_probe_set(contract, probe_set_hash(self.probes), source)
         self.anchors = None
-        if anchors is not None:
+        if isinstance(anchors, TaskAnchors) or (
+            isinstance(anchors, str | Path) and is_task_anchor_file(anchors)
+        ):
+            self.anchors = anchors if isinstance(anchors, TaskAnchors) else TaskAnchors.read(anchors)
+            self._check_anchors(self.anchors.source)
+        elif anchors is not None:
             self.anchors = read_anchor_probes(anchors) if isinstance(anchors, str | Path) else list(anchors)
             self._check_anchors(str(anchors) if isinstance(anchors, str | Path) else "the anchors")
         self.settings = ExtractionSettings(query, batch_size, device, dtype, thresholds)
 
     def _check_anchors(self, source: str) -> None:
         """Every anchor item of the model is in the anchor file: refused before minutes of extraction."""
-        given = {answer_column("correct", p.task, p.id) for p in self.anchors or []}
+        keys = (
+            self.anchors.keys
+            if isinstance(self.anchors, TaskAnchors)
+            else [(p.task, p.id) for p in self.anchors]
+        )
+        given = {answer_column("correct", task, item) for task, item in keys}
         missing = unanswered_anchors(self.model.predictor, given)
         if missing:
             raise HeadcastError(
@@ -162,11 +174,18 @@ class PredictionPipeline:
         def stage(name: str) -> Callable[[int, int], None] | None:
             return None if on_progress is None else lambda done, total: on_progress(name, done, total)
 
+        if isinstance(self.anchors, TaskAnchors):
+            self.anchors.tasks()  # a changed task configuration is refused before minutes of measuring
         table, _ = extract_features(
             checkpoints, self.probes, self.settings, names, progress, stage("measuring")
         )
         if self.anchors is None:
             return table
+        if isinstance(self.anchors, TaskAnchors):  # answered and scored by their lmms-eval tasks
+            answers = self.anchors.answer_checkpoints(
+                checkpoints, names, self.settings.device, self.settings.dtype
+            )
+            return with_answers(table, answers)
         answering = stage("answering anchors")
         _, answered = extract_features(checkpoints, self.anchors, self._answering, names, progress, answering)
         return with_answers(table, answers_table(answered))
@@ -187,7 +206,9 @@ class PredictionPipeline:
         row: dict[str, object] = {"checkpoint": metrics.checkpoint, "schema_version": FEATURE_SCHEMA_VERSION}
         row[CONTRACT_COLUMN] = contract.to_json()
         row |= metrics.feature_row(self.settings.thresholds)
-        if self.anchors is not None:
+        if isinstance(self.anchors, TaskAnchors):
+            row |= answer_row(self.anchors.answer(model, processor, metrics.checkpoint))
+        elif self.anchors is not None:
             row |= answer_row(measure_live_model(model, processor, self.anchors, self._answering).answers)
         return pd.DataFrame([row])
 

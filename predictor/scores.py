@@ -1,5 +1,6 @@
-"""Reading benchmark scores and per-item results: headcast's own files, and lmms-eval folders through
-`predictor.lmms_eval`; both come out as `predictor.score_tables`' checked tables.
+"""Reading benchmark scores and per-item results: headcast's own files, lmms-eval folders
+(`predictor.lmms_eval`) and VLMEvalKit folders (`predictor.vlmevalkit`), one reader each; all come out
+as `predictor.score_tables`' checked tables.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from headcast.predictor.score_tables import (
     checked_items,
     without_duplicates,
 )
+from headcast.predictor.vlmevalkit import is_vlmevalkit_folder, read_vlmevalkit, read_vlmevalkit_items
 from headcast.schema import ITEM_KEY
 
 
@@ -28,6 +30,8 @@ def read_scores(path: str | Path, allow_partial: bool = False, keep_latest: bool
     """
     path = Path(path)
     if os.path.isdir(path):  # os.path: Python 3.11's Path.is_dir raises on a name too long to exist
+        if is_vlmevalkit_folder(path):
+            return read_vlmevalkit(path, allow_partial, keep_latest)
         return read_lmms_eval(path, allow_partial, keep_latest)
     if not os.path.isfile(path):
         raise HeadcastError(f"score table {path} does not exist")
@@ -85,6 +89,8 @@ def read_items(path: str | Path, allow_partial: bool = False, keep_latest: bool 
     """
     path = Path(path)
     if os.path.isdir(path):  # os.path: Python 3.11's Path.is_dir raises on a name too long to exist
+        if is_vlmevalkit_folder(path):
+            return read_vlmevalkit_items(path, allow_partial, keep_latest)
         return read_lmms_eval_items(path, allow_partial, keep_latest)
     if not os.path.isfile(path):
         raise HeadcastError(f"per-item table {path} does not exist")

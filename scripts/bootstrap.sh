@@ -17,11 +17,14 @@ install() {
 }
 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setting up .venv (torch CPU build, headcast and its test tools; a few minutes the first time)"
+  echo "setting up .venv (torch CPU build, headcast, lmms-eval and the test tools; a few minutes the first time)"
   : >"$log"
   install --upgrade pip
   # the pinned CPU build first, so that no dependency pulls a CUDA build of torch
   install "torch==2.13.0"
-  install -e ".[dev]"
+  # lmms-eval without its own dependencies (it pins torchvision, whose PyPI wheel breaks next to the CPU
+  # torch), then headcast with the ones it really imports: the lmms-eval extra
+  install --no-deps "lmms-eval==0.7.3"
+  install -e ".[dev,lmms-eval,vlmevalkit]"
   echo "$want" >"$stamp"
 fi

@@ -1,6 +1,7 @@
 """Job paths must lie inside one of the service's `--root` folders, after `..` and symlinks.
 
-The probe file's images count too: they are read relative to it, so one of them could lead out.
+The probe file's images count too: they are read relative to it, so one of them could lead out. So does
+an lmms-eval anchor file's task folder, whose task code a job runs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def probe_images_inside(probes: Path, roots: Sequence[Path]) -> None:
                 continue  # read_probes names malformed lines, in the job
             if isinstance(item, dict) and isinstance(item.get("image"), str):
                 inside_roots(probes.parent / item["image"], roots, f"probes line {number}: image")
+            if isinstance(item, dict) and isinstance(item.get("include_path"), str):  # lmms-eval task code
+                inside_roots(item["include_path"], roots, f"anchors line {number}: task folder")
 
 
 @dataclasses.dataclass(frozen=True)
