@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     )
     from headcast.extract.features import depth_bins, feature_row
     from headcast.extract.harness_answers import answer_task_items
-    from headcast.extract.harness_tasks import HarnessTask, load_tasks
+    from headcast.extract.harness_tasks import HarnessTask, load_tasks, task_names
     from headcast.extract.head_ablation import head_output_means, random_heads
     from headcast.extract.loading import Checkpoint, load_checkpoint
     from headcast.extract.pipeline import (
@@ -71,6 +71,7 @@ _PUBLIC = {  # name -> the module that defines it
     "cache_root": "headcast.extract.storage",
     "HarnessTask": "headcast.extract.harness_tasks",
     "load_tasks": "headcast.extract.harness_tasks",
+    "task_names": "headcast.extract.harness_tasks",
     "answer_task_items": "headcast.extract.harness_answers",
 }
 __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
@@ -105,6 +106,7 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "cache_root",
     "HarnessTask",
     "load_tasks",
+    "task_names",
     "answer_task_items",
 ]
 

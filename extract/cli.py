@@ -22,6 +22,8 @@ from headcast.contract import ExtractionSettings
 from headcast.errors import HeadcastError
 from headcast.extract.ablated_accuracy import ablate_suite, model_shape
 from headcast.extract.evaluate import evaluate, items_path, load_suite
+from headcast.extract.harness_evaluate import evaluate_tasks
+from headcast.extract.harness_tasks import task_names
 from headcast.extract.plots import head_heatmap, save_figure
 from headcast.extract.probe_sets import build_probe_set
 from headcast.extract.probes import read_probes
@@ -220,9 +222,6 @@ def run_evaluate(args: argparse.Namespace) -> None:
         return checkpoint_name(path, args.relative_to)
 
     if args.tasks is not None:
-        from headcast.extract.harness_evaluate import evaluate_tasks
-        from headcast.extract.harness_tasks import task_names
-
         tasks = task_names(args.tasks)
         evaluate_tasks(args.checkpoints, tasks, args.include_path, args.out, args.device, name_of)
     else:

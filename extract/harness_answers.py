@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from headcast.extract.answers import first_token_answers
+from headcast.errors import HeadcastError
+from headcast.extract.answers import AnswerStats, first_token_answers
 from headcast.extract.harness_tasks import HarnessTask, TaskItem
 
 DEFAULT_MAX_NEW_TOKENS = 1024  # llava_hf's when the task sets none
@@ -32,8 +33,11 @@ def chat_inputs(processor: Any, item: TaskItem) -> tuple[str, list]:
     return prompt, images
 
 
-def generate_answer(model: Any, processor: Any, item: TaskItem, generation_kwargs: dict) -> tuple[str, dict]:
+def generate_answer(
+    model: Any, processor: Any, item: TaskItem, generation_kwargs: dict
+) -> tuple[str, AnswerStats]:
     """The greedy continuation of `item` and first-token statistics (`prob`, `confidence`)."""
+    # here, not at the top: loads torch only when this runs
     import torch
 
     prompt, images = chat_inputs(processor, item)
@@ -66,8 +70,6 @@ def answer_task_items(
     """Per item: `benchmark` (the task), `item` (doc_id), `correct` (the task's metric value), `answer`
     (the filtered response lmms-eval logs), `prob` and `confidence`."""
     if task.generation_kwargs.get("do_sample") or float(task.generation_kwargs.get("temperature") or 0) > 0:
-        from headcast.errors import HeadcastError
-
         raise HeadcastError(
             f"lmms-eval task {task.name!r} samples (temperature > 0); its per-item values are not "
             "reproducible, so headcast answers greedy tasks only"

@@ -142,6 +142,7 @@ def load_tasks(names: Sequence[str], include_path: str | Path | None = None) -> 
         os.environ[variable] = "1"
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # a bar per task split is noise
     try:  # lmms-eval, and torch with it: only where tasks are really used
+        # here, not at the top: loads lmms-eval, loguru only when this runs
         from lmms_eval.tasks import TaskManager, get_task_dict
         from loguru import logger
     except ImportError as err:
@@ -163,7 +164,7 @@ def load_tasks(names: Sequence[str], include_path: str | Path | None = None) -> 
 
 def _leaf_tasks(loaded: dict) -> dict[str, Any]:
     """Task name -> task object, groups opened up (lmms-eval nests a group's tasks in a dict)."""
-    tasks = {}
+    tasks: dict[str, Any] = {}
     for key, value in loaded.items():
         if isinstance(value, dict):
             tasks |= _leaf_tasks(value)

@@ -11,6 +11,7 @@ from headcast.experiments.cli import add_zoo_parser
 from headcast.experiments.demo import add_demo_parser
 from headcast.experiments.report.cli import add_report_parser
 from headcast.predictor.cli import add_predictor_parsers
+from headcast.predictor.service.cli import add_serve_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
         add_extract_parser,
         add_probes_parser,
     )
-    from headcast.predictor.service.cli import add_serve_parser
 
     parser = argparse.ArgumentParser(
         prog="headcast",

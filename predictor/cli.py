@@ -22,6 +22,7 @@ from headcast.predictor.item_results import load_item_results
 from headcast.predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME
 from headcast.predictor.regressors import ESTIMATORS
 from headcast.predictor.scores import read_items, read_scores
+from headcast.predictor.task_cli import write_fitted_task_anchors
 from headcast.schema import PER_HEAD_COLUMNS
 from headcast.tables import read_features, read_table
 
@@ -221,8 +222,6 @@ def run_fit(args: argparse.Namespace) -> int:
         log_frontier(result, report.run_id)
         print(f"\n{format_frontier(result)}")
         if args.anchors_out and args.tasks:
-            from headcast.predictor.task_cli import write_fitted_task_anchors
-
             write_fitted_task_anchors(
                 report.run_id, args.tasks, args.include_path, args.items, args.anchors_out
             )

@@ -130,7 +130,7 @@ class PredictionPipeline:
         self.probes = read_probes(probes) if isinstance(probes, str | Path) else list(probes)
         source = str(probes) if isinstance(probes, str | Path) else "the probes"
         check_probe_set(contract, probe_set_hash(self.probes), source)
-        self.anchors = None
+        self.anchors: TaskAnchors | list[Any] | None = None
         if isinstance(anchors, TaskAnchors) or (
             isinstance(anchors, str | Path) and is_task_anchor_file(anchors)
         ):
@@ -146,7 +146,7 @@ class PredictionPipeline:
         keys = (
             self.anchors.keys
             if isinstance(self.anchors, TaskAnchors)
-            else [(p.task, p.id) for p in self.anchors]
+            else [(p.task, p.id) for p in self.anchors or []]
         )
         given = {answer_column("correct", task, item) for task, item in keys}
         missing = unanswered_anchors(self.model.predictor, given)

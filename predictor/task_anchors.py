@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from headcast.errors import HeadcastError
+from headcast.extract import answer_task_items, load_tasks
 from headcast.files import atomic_output
 
 HARNESS = "lmms-eval"
@@ -60,7 +61,7 @@ def write_task_anchors(
             )
         for doc_id in doc_ids:
             task.item(doc_id)  # a doc_id the task lacks is refused here, not at prediction
-            line = {"id": str(doc_id), "task": task_name, "harness": HARNESS}
+            line: dict[str, object] = {"id": str(doc_id), "task": task_name, "harness": HARNESS}
             line |= {"include_path": None if include_path is None else str(Path(include_path).resolve())}
             line |= {"task_config": task.config_hash(), "metric": f"{task.metric},{task.filter}"}
             lines.append(json.dumps(line | {"provenance": record}))
@@ -112,8 +113,6 @@ class TaskAnchors:
     def tasks(self) -> dict[str, Any]:
         """The anchors' tasks through lmms-eval, refused where a task's configuration changed."""
         if self._tasks is None:
-            from headcast.extract import load_tasks  # lmms-eval: only when answering
-
             tasks = load_tasks(list(self.doc_ids), self.include_path)
             for record in self.records:
                 now = tasks[record["task"]].config_hash()
@@ -128,7 +127,6 @@ class TaskAnchors:
 
     def answer(self, model: Any, processor: Any, checkpoint: str) -> pd.DataFrame:
         """A loaded model's answers on the anchors: `checkpoint, item, task, correct, prob`."""
-        from headcast.extract import answer_task_items  # torch: only when answering
 
         rows = []
         for name, doc_ids in self.doc_ids.items():

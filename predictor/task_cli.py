@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from headcast.extract import load_tasks, task_names
 from headcast.predictor.lmms_provenance import task_provenance
 from headcast.predictor.task_anchors import write_task_anchors
 
@@ -17,10 +18,8 @@ def write_fitted_task_anchors(
     The provenance of lmms-eval `--log_samples` truth is logged to the run as `harness.json` and kept
     in the file, so that the fitted model's anchors say which task configuration they mean.
     """
+    # here, not at the top: loads MLflow only when this runs
     import mlflow
-
-    from headcast.extract import load_tasks  # lmms-eval: only when tasks are used
-    from headcast.extract.harness_tasks import task_names
 
     anchors = mlflow.artifacts.load_dict(f"runs:/{run_id}/anchors.json")
     provenance = task_provenance(items) if os.path.isdir(items) else {}

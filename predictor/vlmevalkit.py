@@ -134,7 +134,7 @@ def read_vlmevalkit_items(
     folder: str | Path, allow_partial: bool = False, keep_latest: bool = False
 ) -> pd.DataFrame:
     """Per-item truth (`ITEM_COLUMNS`) from the `_result` / `_auxmatch` tables below `folder`."""
-    folder, tables = Path(folder), {}
+    folder, tables = Path(folder), dict[tuple[str, str], tuple[pd.DataFrame, Path]]()
     for file in sorted(_tables(folder), key=lambda f: (_date(f), str(f))):
         kind = _kind(file)
         if kind is None or kind[0] == "table":

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from headcast.predictor.predicting import FittedModel
 
 Rows = list[dict[str, Any]]
@@ -24,7 +26,6 @@ PredictMany = Callable[[FittedModel, Sequence[Rows]], list[Any]]
 def _one_thread_each() -> None:
     """The prediction thread's BLAS and OpenMP on one thread: with a thread each they spin against the
     event loop on small machines and triple a batch's CPU time."""
-    from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
 
