@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from headcast.errors import HeadcastError
-from headcast.predictor.scores import check_items_match_scores, read_items, read_scores
+from headcast.predictor.score_tables import check_items_match_scores
+from headcast.predictor.scores import read_items, read_scores
 
 pytest.importorskip("openpyxl", reason="reading .xlsx needs openpyxl (pip install 'headcast[vlmevalkit]')")
 
