@@ -102,9 +102,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from headcast.predictor import (
         build_dataset,
         fit_and_track,
-        frontier,
         load_item_results,
         log_frontier,
+        measure_frontier,
         read_scores,
         write_anchor_probes,
     )
@@ -134,7 +134,7 @@ def run_demo(args: argparse.Namespace) -> int:
     result["training_runs"] = log_held_out_predictions(zoo, dataset, report.predictions, args.zoo_experiment)
     anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")
     result["anchors"] = str(write_anchor_probes(anchors, layout.benchmarks, layout.anchors))
-    frontiers = [frontier(dataset, matrices, protocol, jobs=args.jobs) for protocol in args.protocols]
+    frontiers = [measure_frontier(dataset, matrices, protocol, jobs=args.jobs) for protocol in args.protocols]
     for result_of_protocol in frontiers:
         log_frontier(result_of_protocol, report.run_id)
     result["frontier"] = frontiers[0].as_json()

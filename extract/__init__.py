@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from headcast.extract.ablated_accuracy import ablated_accuracy, encoded_suite, model_shape
+    from headcast.extract.ablated_accuracy import accuracy_without_heads, encoded_suite, model_shape
     from headcast.extract.evaluate import (
         evaluate_checkpoint,
         items_path,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from headcast.extract.storage import cache_root
 
 _PUBLIC = {  # name -> the module that defines it
-    "ablated_accuracy": "headcast.extract.ablated_accuracy",
+    "accuracy_without_heads": "headcast.extract.ablated_accuracy",
     "encoded_suite": "headcast.extract.ablated_accuracy",
     "model_shape": "headcast.extract.ablated_accuracy",
     "evaluate_checkpoint": "headcast.extract.evaluate",
@@ -75,7 +75,7 @@ _PUBLIC = {  # name -> the module that defines it
     "answer_task_items": "headcast.extract.harness_answers",
 }
 __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
-    "ablated_accuracy",
+    "accuracy_without_heads",
     "encoded_suite",
     "model_shape",
     "evaluate_checkpoint",

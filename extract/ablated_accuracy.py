@@ -20,7 +20,7 @@ from headcast.schema import ANSWER_TOKENS
 Head = tuple[int, int]
 
 
-def ablated_accuracy(
+def accuracy_without_heads(
     checkpoint,
     suite: Mapping[str, Sequence[Probe]],
     heads: Sequence[Head] = (),
@@ -117,7 +117,7 @@ def ablate_suite(
     encoded = encoded_suite(checkpoint, suite, batch_size)
 
     def accuracy(head_set: Sequence[Head]) -> dict[str, float]:
-        return ablated_accuracy(checkpoint, suite, head_set, mode, means, batch_size, encoded=encoded)
+        return accuracy_without_heads(checkpoint, suite, head_set, mode, means, batch_size, encoded=encoded)
 
     baseline, ablated = accuracy(()), accuracy(heads)
     random = [accuracy(c) for c in controls]

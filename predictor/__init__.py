@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         score_predictions,
         within_run_spearman,
     )
-    from headcast.predictor.frontier import format_frontier, frontier
+    from headcast.predictor.frontier import format_frontier, measure_frontier
     from headcast.predictor.item_results import load_item_results
     from headcast.predictor.metric_names import metric_key
     from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
@@ -58,7 +58,7 @@ _PUBLIC = {  # name -> the module that defines it
     "score_predictions": "headcast.predictor.evaluation",
     "within_run_spearman": "headcast.predictor.evaluation",
     "format_frontier": "headcast.predictor.frontier",
-    "frontier": "headcast.predictor.frontier",
+    "measure_frontier": "headcast.predictor.frontier",
     "load_item_results": "headcast.predictor.item_results",
     "metric_key": "headcast.predictor.metric_names",
     "HeadcastPredictor": "headcast.predictor.models",
@@ -95,7 +95,7 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "score_predictions",
     "within_run_spearman",
     "format_frontier",
-    "frontier",
+    "measure_frontier",
     "load_item_results",
     "metric_key",
     "HeadcastPredictor",

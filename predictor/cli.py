@@ -215,10 +215,10 @@ def run_fit(args: argparse.Namespace) -> int:
     print(format_report(report, dataset.benchmarks))
     if item_results is not None:
         # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
-        from headcast.predictor.frontier import format_frontier, frontier
+        from headcast.predictor.frontier import format_frontier, measure_frontier
         from headcast.predictor.tracking import log_frontier
 
-        result = frontier(dataset, item_results)
+        result = measure_frontier(dataset, item_results)
         log_frontier(result, report.run_id)
         print(f"\n{format_frontier(result)}")
         if args.anchors_out and args.tasks:

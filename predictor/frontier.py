@@ -130,7 +130,7 @@ def _answers_per_budget(data, features, groups, train, test, budgets) -> list[di
     return rows
 
 
-def frontier(
+def measure_frontier(
     dataset: Dataset,
     items: dict[str, BenchmarkItems],
     protocol: str = "new-run",

@@ -8,7 +8,7 @@ import pytest
 
 from headcast.cli import build_parser
 from headcast.errors import HeadcastError
-from headcast.extract.ablated_accuracy import ablated_accuracy
+from headcast.extract.ablated_accuracy import accuracy_without_heads
 from headcast.extract.evaluate import evaluate_checkpoint, load_suite
 from headcast.extract.loading import load_checkpoint
 
@@ -55,7 +55,7 @@ def test_json_reports_baseline_ablated_and_random_sets_of_the_same_layers(model,
 
 def test_unablated_accuracy_is_the_evaluators_score(model, tiny_probes):
     suite = load_suite(tiny_probes)
-    ours = ablated_accuracy(load_checkpoint(model, device="cpu"), suite)
+    ours = accuracy_without_heads(load_checkpoint(model, device="cpu"), suite)
     rows = evaluate_checkpoint(model, suite, device="cpu")
     assert ours["probes"] == pytest.approx(100 * sum(r["correct"] for r in rows) / len(rows), abs=0.01)
 
@@ -73,9 +73,9 @@ def test_removing_every_head_changes_the_answers(model, tiny_probes, monkeypatch
 
     monkeypatch.setattr(module, "answer_items", spy)
     checkpoint, suite = load_checkpoint(model, device="cpu"), load_suite(tiny_probes)
-    ablated_accuracy(checkpoint, suite)
-    ablated_accuracy(checkpoint, suite, [(layer, head) for layer in range(4) for head in range(4)])
-    ablated_accuracy(checkpoint, suite)
+    accuracy_without_heads(checkpoint, suite)
+    accuracy_without_heads(checkpoint, suite, [(layer, head) for layer in range(4) for head in range(4)])
+    accuracy_without_heads(checkpoint, suite)
     assert answers[0] != answers[1] and answers[0] == answers[2]  # and the hook is gone afterwards
 
 

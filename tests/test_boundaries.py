@@ -89,6 +89,14 @@ def test_stages_meet_only_through_the_core_and_each_others_public_names():
     assert not offenders, "\n".join(offenders)
 
 
+@pytest.mark.parametrize("stage", ["headcast.extract", "headcast.predictor"])
+def test_no_public_name_is_also_a_submodule(stage):
+    """A package's attribute becomes its submodule once that is imported anywhere, so a public name that
+    is also a submodule's would give the module, not the function, depending on import order."""
+    submodules = {m.rsplit(".", 1)[-1] for m in MODULES if m.startswith(stage + ".") and m.count(".") == 2}
+    assert not submodules & set(importlib.import_module(stage).__all__)
+
+
 def test_no_library_module_imports_a_command_line_module():
     """Library code (the service, the callback, experiments) takes what it needs from library modules;
     a CLI module is a leaf that only the `headcast` entry point imports."""

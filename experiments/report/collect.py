@@ -50,7 +50,13 @@ def ablation_results(
     """Accuracy per run's final checkpoint, head set and benchmark, scored with the evaluator's rules."""
 
     # here, not at the top: loads torch, transformers only when this runs
-    from headcast.extract import ablated_accuracy, encoded_suite, load_checkpoint, load_suite, model_shape
+    from headcast.extract import (
+        accuracy_without_heads,
+        encoded_suite,
+        load_checkpoint,
+        load_suite,
+        model_shape,
+    )
 
     suite = load_suite(zoo.layout.benchmarks)
     # as the zoo was scored
@@ -64,7 +70,7 @@ def ablation_results(
         means = ablation_means(checkpoint, zoo, settings)
         encoded = encoded_suite(checkpoint, suite, settings.batch_size)
         for entry in head_sets(per_head[per_head["checkpoint"] == final], settings):
-            accuracy = ablated_accuracy(
+            accuracy = accuracy_without_heads(
                 checkpoint,
                 suite,
                 entry["heads"],
