@@ -24,11 +24,9 @@ def write_fitted_task_anchors(
     anchors = mlflow.artifacts.load_dict(f"runs:/{run_id}/anchors.json")
     provenance = task_provenance(items) if os.path.isdir(items) else {}
     loaded = load_tasks(task_names(tasks), include_path)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_dict(
-            {"tasks": provenance, "task_config": {n: t.config_hash() for n, t in loaded.items()}},
-            "harness.json",
-        )
+    record = {"tasks": provenance, "task_config": {n: t.config_hash() for n, t in loaded.items()}}
+    # the client logs into the finished run by id, whatever experiment the process has active
+    mlflow.MlflowClient().log_dict(run_id, record, "harness.json")
     write_task_anchors(anchors, loaded, include_path, provenance, out)
     print(f"anchor file: {out} ({sum(map(len, anchors.values()))} lmms-eval documents)")
     return out
