@@ -7,8 +7,9 @@ predictor and the service; type checkers and editors follow the imports under TY
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from headcast.lazy import public_names
 
 if TYPE_CHECKING:
     from headcast.extract.ablated_accuracy import accuracy_without_heads, encoded_suite, model_shape
@@ -110,8 +111,4 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "answer_task_items",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'headcast.extract' has no attribute {name!r}")
+__getattr__ = public_names(__name__, _PUBLIC)

@@ -7,8 +7,9 @@ name that needs them is used); type checkers and editors follow the imports unde
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from headcast.lazy import public_names
 
 if TYPE_CHECKING:
     from headcast.predictor.anchor_predictor import AnchorPredictor
@@ -119,8 +120,4 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "use_experiment",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'headcast.predictor' has no attribute {name!r}")
+__getattr__ = public_names(__name__, _PUBLIC)

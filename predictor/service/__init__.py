@@ -27,8 +27,9 @@ worker, so the service starts in seconds. One module per job, read in this order
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from headcast.lazy import public_names
 
 if TYPE_CHECKING:
     from headcast.predictor.service.app import create_app
@@ -43,8 +44,4 @@ _PUBLIC = {
 }
 __all__ = ["Limits", "ServiceError", "create_app"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'headcast.predictor.service' has no attribute {name!r}")
+__getattr__ = public_names(__name__, _PUBLIC)
