@@ -44,8 +44,10 @@ class HarnessTask:
         self.output_type: str = task.OUTPUT_TYPE
         if self.output_type not in SUPPORTED_OUTPUT_TYPES:
             raise HeadcastError(
-                f"lmms-eval task {self.name!r} is a {self.output_type} task; headcast answers "
-                f"{', '.join(SUPPORTED_OUTPUT_TYPES)} tasks, the ones lmms-eval's chat llava_hf runs"
+                f"lmms-eval task {self.name!r} is a {self.output_type} task, which lmms-eval 0.7.3's "
+                "llava_hf cannot score under transformers 5 (docs/harness.md), so no harness verdict exists "
+                f"to match; pass {', '.join(SUPPORTED_OUTPUT_TYPES)} tasks (MMBench-style ones carry the "
+                "options in the prompt)"
             )
         metrics = [m["metric"] for m in task.config.metric_list or [] if isinstance(m.get("metric"), str)]
         if not metrics:
@@ -59,6 +61,11 @@ class HarnessTask:
         self._reasoning_tags = parse_reasoning_tags_config(cli_value=CLI_REASONING_TAGS, task_value=task_tags)
         self._docs = task.eval_docs
         self._plain_docs = task.eval_docs_no_media  # what lmms-eval's CLI scores with by default
+
+    @property
+    def backend(self) -> str:
+        """The lmms-eval `llava_hf` whose answers these are: the chat one, lmms-eval's default."""
+        return "chat"
 
     def __len__(self) -> int:
         return len(self._docs)

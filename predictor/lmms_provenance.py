@@ -17,7 +17,8 @@ from headcast.predictor.lmms_eval import _config, _harness_version, _headline_me
 
 
 def task_provenance(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """Task -> `{task_hash, doc_hashes, metric, chat_template_sha, system_instruction_sha, harness_version}`.
+    """Task -> `{task_hash, doc_hashes, metric, chat_template_sha, system_instruction_sha, harness_version,
+    model, backend}`.
 
     A task run under two different settings in the folder is refused: its truth has no single meaning.
     """
@@ -36,6 +37,7 @@ def task_provenance(folder: str | Path) -> dict[str, dict[str, Any]]:
                 "system_instruction_sha": report.get("system_instruction_sha"),
                 "harness_version": _harness_version(report),
                 "model": _config(report).get("model"),
+                "backend": _backend(report),
             }
             _refuse_other_prompts(record, file, task)
             earlier = provenance.setdefault(task, record)
@@ -47,6 +49,14 @@ def task_provenance(folder: str | Path) -> dict[str, dict[str, Any]]:
                     "folder (task hash, metric, prompt or harness version); keep one configuration per task"
                 )
     return provenance
+
+
+def _backend(report: dict[str, Any]) -> str | None:
+    """`chat` or `simple`: which implementation of the model answered (`--force_simple` gives simple)."""
+    described = _config(report).get("model_backend")  # e.g. "lmms_eval.models.chat.llava_hf.LlavaHf (chat)"
+    if not isinstance(described, str) or not described.endswith(")") or "(" not in described:
+        return None  # lmms-eval before 0.7 does not say
+    return described.rsplit("(", 1)[1].rstrip(")")
 
 
 def _doc_hashes(results: Path, task: str) -> list[str]:

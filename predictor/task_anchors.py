@@ -59,6 +59,12 @@ def write_task_anchors(
                 f"task {task_name!r}: the per-item results score {logged!r} but the task now scores "
                 f"'{task.metric},{task.filter}'; rerun lmms-eval or pass the task configuration it ran"
             )
+        if record.get("backend") not in (None, task.backend):
+            raise HeadcastError(
+                f"task {task_name!r}: the per-item results come from lmms-eval's {record['backend']} "
+                f"llava_hf, but headcast answers as its {task.backend} one does; rerun lmms-eval without "
+                "--force_simple"
+            )
         for doc_id in doc_ids:
             task.item(doc_id)  # a doc_id the task lacks is refused here, not at prediction
             line: dict[str, object] = {"id": str(doc_id), "task": task_name, "harness": HARNESS}

@@ -67,6 +67,32 @@ def test_evaluate_on_tasks_gives_each_item_the_value_lmms_eval_logged(harness_ru
     assert scores.round(2).to_dict() == harness.round(2).to_dict()
 
 
+def test_a_multiple_choice_task_is_refused_in_one_line(tiny_probes, tmp_path):
+    from headcast.extract import load_tasks
+
+    folder = write_task_folder(tmp_path / "tasks", {"choice": tiny_probes})
+    yaml = folder / "zoo_choice.yaml"
+    text = yaml.read_text().replace("output_type: generate_until", "output_type: multiple_choice")
+    yaml.write_text(text + 'doc_to_choice: ["1", "2", "3"]\n')
+    with pytest.raises(HeadcastError, match="is a multiple_choice task") as refused:
+        load_tasks(["zoo_choice"], folder)
+    assert "\n" not in str(refused.value)
+
+
+def test_truth_from_lmms_evals_simple_llava_hf_cannot_anchor_a_task(harness_run, tmp_path):
+    from headcast.extract import load_tasks
+    from headcast.predictor.lmms_provenance import task_provenance
+    from headcast.predictor.task_anchors import write_task_anchors
+
+    tasks, _, results = harness_run
+    provenance = task_provenance(results)
+    assert provenance["zoo_count"]["backend"] == "chat"
+    loaded = load_tasks(["zoo_count"], tasks)
+    simple = {"zoo_count": provenance["zoo_count"] | {"backend": "simple"}}
+    with pytest.raises(HeadcastError, match="rerun lmms-eval without --force_simple"):
+        write_task_anchors({"zoo_count": ["0"]}, loaded, tasks, simple, tmp_path / "anchors.jsonl")
+
+
 def test_a_task_renders_its_own_prompt_instruction_and_generation_settings(harness_run):
     from headcast.extract import load_tasks
 
