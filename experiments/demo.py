@@ -11,8 +11,13 @@ protocols asked for. Everything lands in MLflow.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,6 +98,72 @@ def predicted_vs_actual_table(report, dataset, last_only: bool = True) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    seconds[stage] = time.perf_counter() - started
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{round(seconds % 60):02d}"
+
+
+def provenance(zoo: Path, seed: int) -> dict:
+    """Where the demo's numbers come from, so a reader can tell why theirs differ.
+
+    The same seed gives the same zoo on one machine, but float kernels differ between CPUs, so another
+    CPU trains another zoo: equal `scores_sha256` means the zoo, hence every table, is the same.
+    """
+    # here, not at the top: loads torch only when this runs
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line
+        ]
+        cpu = names[0] if names else cpu
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "seed": seed,
+        "scores_sha256": hashlib.sha256(ZooLayout(zoo).scores.read_bytes()).hexdigest()[:12],
+    }
+
+
+def zoo_job_seconds(layout: ZooLayout, since: float) -> dict[str, float] | None:
+    """Seconds of work per kind of zoo job (vision, language models, training, scoring), summed over the
+    jobs that ran side by side; None when the zoo was not built since `since` (a wall-clock time)."""
+    path = layout.build_times
+    if not path.is_file() or path.stat().st_mtime < since:
+        return None
+    kinds = {"vision": "vision", "language": "language models", "train": "training", "score": "scoring"}
+    totals: dict[str, float] = {}
+    for job, seconds in json.loads(path.read_text()).items():
+        kind = kinds.get(job.split(" ", 1)[0])
+        if kind:
+            totals[kind] = totals.get(kind, 0.0) + seconds
+    return {kind: round(t, 1) for kind, t in totals.items()}
+
+
+def format_stages(seconds: dict[str, float], zoo_jobs: dict[str, float] | None) -> str:
+    """One line: each stage's wall time, and what the zoo's jobs spent when it was built now."""
+    parts = []
+    for stage, t in seconds.items():
+        part = f"{stage} {_minutes(t)}"
+        if stage == "zoo" and zoo_jobs:
+            part += (
+                " (job time, side by side: "
+                + ", ".join(f"{k} {_minutes(v)}" for k, v in zoo_jobs.items())
+                + ")"
+            )
+        parts.append(part)
+    return ", ".join(parts) + f"; total {_minutes(sum(seconds.values()))}"
+
+
 def run_demo(args: argparse.Namespace) -> int:
     # here, not at the top: loads MLflow, transformers only when this runs
     import mlflow
@@ -112,37 +183,52 @@ def run_demo(args: argparse.Namespace) -> int:
     logging.disable_progress_bar()
     zoo = Path(args.zoo or Path("zoo") / args.preset)
     layout = ZooLayout(zoo)
-    scores_csv = build(args.preset, zoo, args.seed, jobs=args.jobs)
-    features, settings, per_head = extract_zoo(zoo, progress=not args.json)
-    scores = read_scores(scores_csv)
-    dataset = build_dataset(features, scores, settings)
-    items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
-    probe_count = len(read_probes(layout.probes))
-    matrices = load_item_results(layout.items, scores, dataset)
-    report = fit_and_track(
-        dataset,
-        args.experiment,
-        probe_count=probe_count,
-        items=items.loc[dataset.scores.index],
-        per_head=per_head,
-        estimators=args.estimators,
-        run_name=f"demo-{args.preset}",
-        item_results=matrices,
-        jobs=args.jobs,
-    )
+    seconds: dict[str, float] = {}
+    started = time.time()
+    with _timed(seconds, "zoo"):
+        scores_csv = build(args.preset, zoo, args.seed, jobs=args.jobs)
+    with _timed(seconds, "extract"):
+        features, settings, per_head = extract_zoo(zoo, progress=not args.json)
+    with _timed(seconds, "fit"):
+        scores = read_scores(scores_csv)
+        dataset = build_dataset(features, scores, settings)
+        items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
+        probe_count = len(read_probes(layout.probes))
+        matrices = load_item_results(layout.items, scores, dataset)
+        report = fit_and_track(
+            dataset,
+            args.experiment,
+            probe_count=probe_count,
+            items=items.loc[dataset.scores.index],
+            per_head=per_head,
+            estimators=args.estimators,
+            run_name=f"demo-{args.preset}",
+            item_results=matrices,
+            jobs=args.jobs,
+        )
     result = summary(report, dataset)
-    result["training_runs"] = log_held_out_predictions(zoo, dataset, report.predictions, args.zoo_experiment)
-    anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")
-    result["anchors"] = str(write_anchor_probes(anchors, layout.benchmarks, layout.anchors))
-    frontiers = [measure_frontier(dataset, matrices, protocol, jobs=args.jobs) for protocol in args.protocols]
-    for result_of_protocol in frontiers:
-        log_frontier(result_of_protocol, report.run_id)
+    with _timed(seconds, "training runs to MLflow"):
+        result["training_runs"] = log_held_out_predictions(
+            zoo, dataset, report.predictions, args.zoo_experiment
+        )
+        anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")
+        result["anchors"] = str(write_anchor_probes(anchors, layout.benchmarks, layout.anchors))
+    with _timed(seconds, "frontier"):
+        frontiers = [
+            measure_frontier(dataset, matrices, protocol, jobs=args.jobs) for protocol in args.protocols
+        ]
+        for result_of_protocol in frontiers:
+            log_frontier(result_of_protocol, report.run_id)
     result["frontier"] = frontiers[0].as_json()
     if len(frontiers) > 1:
         result["frontiers"] = [f.as_json() for f in frontiers]
     report_settings = load_config(args.preset).raw.get("report")
     if report_settings is not None and args.report:  # presets that ask for it (full) check the paper's claims
-        result["report"] = str(write_report(zoo, layout.report, settings_from_config(report_settings)))
+        with _timed(seconds, "report"):
+            result["report"] = str(write_report(zoo, layout.report, settings_from_config(report_settings)))
+    result["seconds"] = {stage: round(t, 1) for stage, t in seconds.items()}
+    result["zoo_jobs"] = zoo_job_seconds(layout, started)
+    result["provenance"] = provenance(zoo, args.seed)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -183,6 +269,14 @@ def print_results(result: dict, report: FitReport, dataset: Dataset, frontiers: 
     )
     if "report" in result:
         print(f"findings report: {result['report']}")
+    print(f"\ntime per stage: {format_stages(result['seconds'], result.get('zoo_jobs'))}")
+    machine = result["provenance"]
+    print(
+        f"these numbers come from this machine ({machine['cpu']}, {machine['cores']} cores, torch "
+        f"{machine['torch']}) and seed {machine['seed']}; the zoo's scores.csv has sha256 "
+        f"{machine['scores_sha256']}... Where the README's differ, compare its fingerprint: another CPU "
+        "trains another zoo (docs/zoo.md#where-the-numbers-come-from)."
+    )
 
 
 def log_held_out_predictions(zoo: Path, dataset, predictions, experiment: str) -> str:

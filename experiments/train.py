@@ -206,6 +206,7 @@ def pretrain_vision(
     lr: float,
     seed: int,
     batch_size: int = 32,
+    progress: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Teach a CLIP vision tower what sits in every patch, at low resolution and on AnyRes tiles.
 
@@ -247,6 +248,7 @@ def pretrain_vision(
         seed,
         batch_size,
         desc="vision encoder",
+        progress=progress,
     )
     centre_features(tower, pixels[: 4 * batch_size].flatten(0, 1))
     return state_with_prefixes(model, [VISION_PREFIX])

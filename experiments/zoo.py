@@ -17,7 +17,8 @@ import os
 import shutil
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,11 @@ def _atomic_checkpoint(model, processor, final: Path, meta: dict) -> None:
 def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1, jobs: int = 1) -> Path:
     """Build (or finish building) the zoo of `preset` into `out`; returns the path of scores.csv.
 
-    Trains `jobs` runs at a time, each in its own process on `threads` CPU threads (default 1):
-    these models are so small that a second thread gains little, while two processes each spinning
-    two OpenMP threads on a 2-core machine run ~50x slower. Every run is seeded on its own, so the
-    result does not depend on `jobs`.
+    Runs `jobs` jobs at a time (the vision tower, one language model per LM shape, then each run
+    trained and scored as soon as its weights are there), each in its own process on `threads` CPU
+    threads (default 1): these models are so small that a second thread gains little, while two
+    processes each spinning two OpenMP threads on a 2-core machine run ~50x slower. Every run is seeded
+    on its own, so the result does not depend on `jobs`.
     """
     # here, not at the top: loads torch only when this runs
     import torch
@@ -116,12 +118,6 @@ def build(preset: str, out: str | Path, seed: int = 0, threads: int = 1, jobs: i
 
 
 def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
-    # here, not at the top: loads torch only when this runs
-    import torch
-
-    # here, not at the top: loads torch, transformers only when this runs
-    from headcast.experiments import train
-
     config = load_config(preset)
     _stamp(out, config, seed)
     layout = ZooLayout(out)
@@ -136,61 +132,86 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     timings["data"] = time.perf_counter() - started
 
     layout.cache.mkdir(exist_ok=True)
-    torch.manual_seed(seed)
-    vision_file = layout.vision_weights
-    if not vision_file.exists():
-        t = time.perf_counter()
-        vcfg = config.vision
-        items = make_mixture(f"{seed}-vision", vcfg["items"], grid)
-        images = [it.scene.render(res) for it in items]
-        state = train.pretrain_vision(
-            config.runs[0].spec, items, images, vcfg["steps"], vcfg["lr"], _seed(seed, "vision")
-        )
-        _save_tensors(vision_file, state)
-        timings["vision"] = time.perf_counter() - t
-
-    todo = [r for r in config.runs if not layout.run_done(r.name).exists()]
-    # One language model per LM shape, shared by the runs of that shape: pretrain them first.
-    languages = {_lm_key(r.spec): r.name for r in todo if not _lm_file(out, r.spec).exists()}
+    arguments = (preset, out, seed)
+    pretraining: dict[str, tuple] = {}
+    if not layout.vision_weights.exists():
+        pretraining["vision"] = (_vision_job, (*arguments, threads), set())
     unscored = {p.parent.name for p in layout.checkpoint_folders() if not layout.checkpoint_items(p).exists()}
-    to_score = [r.name for r in config.runs if r.name in unscored or r in todo]  # the config's order
-    stages = (
-        ("language models", _language_job, list(languages.values())),
-        ("runs", _run_job, [r.name for r in todo]),
-        ("evaluate", _evaluate_job, to_score),
-    )
-    for desc, job, names in stages:
-        arguments = [(preset, out, seed, name, threads) for name in names]
-        for label, seconds in _in_parallel(job, arguments, jobs, desc):
-            timings[label] = seconds
+    untrained = [r for r in config.runs if not layout.run_done(r.name).exists()]
+    for run in untrained:  # one language model per LM shape, shared by the runs of that shape
+        if not _lm_file(out, run.spec).exists():
+            pretraining.setdefault(
+                f"language {_lm_key(run.spec)}", (_language_job, (*arguments, run.name, threads), set())
+            )
+    runs = [r for r in config.runs if r.name in unscored or r in untrained]
+    training = {
+        f"run {r.name}": (_run_job, (*arguments, r.name, threads), {"vision", f"language {_lm_key(r.spec)}"})
+        for r in sorted(runs, key=_training_cost, reverse=True)  # longest first: the last to finish is short
+    }
+    for job_timings in _run_dependent(pretraining | training, jobs):
+        timings |= job_timings
     _training_sets.cache_clear()  # encoded training data is large; the zoo is built
 
     rows = zoo_items(out)
     timings["total"] = time.perf_counter() - started
-    if todo or "vision" in timings:  # a call that only reuses the zoo keeps the record of its build
+    if runs or pretraining:  # a call that only reuses the zoo keeps the record of its build
+        timings["jobs"] = jobs
         _write_json(layout.build_times, timings)
     write_items(rows, layout.items)
     return write_scores(scores_of(rows), layout.scores)
 
 
-def _in_parallel(job, arguments: list[tuple], jobs: int, desc: str):
-    """Yield `job(*args)` for each argument tuple, in this process or in `jobs` spawned ones.
+def _training_cost(run) -> float:
+    """A run's training time, roughly: steps times layers, AnyRes seeing five crops per image."""
+    return (run.curriculum + run.steps) * run.spec.layers * (5 if run.spec.arch == "llava_next" else 1)
 
-    In parallel, the workers' own progress bars are off (they would interleave) and one bar counts
-    finished jobs; in this process the jobs show their training bars as usual.
+
+def _run_dependent(tasks: dict[str, tuple], jobs: int) -> Iterator[dict[str, float]]:
+    """Run `tasks` (name -> (job, arguments, names it waits for)), each once those have finished; yield
+    each job's timings as it ends.
+
+    With `jobs` > 1 the jobs run in that many spawned processes, kept for the whole build (each spawn
+    imports torch again), so a run starts as soon as its language model is there rather than when every
+    language model is; their own progress bars are off (they would interleave) and one bar counts jobs.
     """
-
-    if not arguments:
+    if not tasks:
         return
-    if jobs == 1 or len(arguments) == 1:
-        for args in tqdm(arguments, desc=desc, unit="job"):
-            yield job(*args, progress=True)
-        return
+    waiting = {name: (job, args, needs & tasks.keys()) for name, (job, args, needs) in tasks.items()}
+    finished: set[str] = set()
+    in_process = jobs == 1 or len(tasks) == 1
     # spawn, not fork: a forked child of a process that already ran torch can deadlock in OpenMP.
-    with ProcessPoolExecutor(min(jobs, len(arguments)), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(job, *args, progress=False) for args in arguments]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="job"):
-            yield future.result()
+    pool = (
+        _InProcess()
+        if in_process
+        else ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=get_context("spawn"))
+    )
+    running: dict[Future, str] = {}
+    try:
+        with tqdm(total=len(tasks), desc="zoo jobs", unit="job") as bar:
+            while waiting or running:
+                for name, (job, args, needs) in list(waiting.items()):
+                    if needs <= finished:
+                        running[pool.submit(job, *args, progress=in_process)] = name
+                        del waiting[name]
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished.add(running.pop(future))
+                    bar.update()
+                    yield future.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+class _InProcess(Executor):
+    """An executor that runs each job at once, here: one job at a time shows its own progress bars."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
 
 
 def _lm_file(out: Path, spec) -> Path:
@@ -207,15 +228,50 @@ def _training_tasks(config: ZooConfig) -> tuple[str, ...]:
     return TASKS + tuple(t for t in AUX_TASKS if config.mixture.get(t))
 
 
-def _language_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
-    """Pretrain (and cache) the language model of `run_name`'s LM shape."""
-    # here, not at the top: loads torch only when this runs
+def _as_worker(threads: int, progress: bool) -> None:
+    """Set a job's process up: `threads` torch threads; no progress bars of its own unless it runs alone
+    (a worker's bars, save_pretrained's included, would interleave with the others')."""
+    # here, not at the top: loads torch, transformers only when this runs
     import torch
+    from transformers.utils import logging
 
+    torch.set_num_threads(threads)
+    if not progress:
+        logging.disable_progress_bar()
+
+
+def _vision_job(preset: str, out: Path, seed: int, threads: int, progress: bool) -> dict[str, float]:
+    """Pretrain (and cache) the CLIP vision tower every run starts from."""
     # here, not at the top: loads torch, transformers only when this runs
     from headcast.experiments import train
 
-    torch.set_num_threads(threads)
+    _as_worker(threads, progress)
+    t = time.perf_counter()
+    config = load_config(preset)
+    vcfg = config.vision
+    items = make_mixture(f"{seed}-vision", vcfg["items"], config.grid)
+    images = [it.scene.render(config.resolution) for it in items]
+    state = train.pretrain_vision(
+        config.runs[0].spec,
+        items,
+        images,
+        vcfg["steps"],
+        vcfg["lr"],
+        _seed(seed, "vision"),
+        progress=progress,
+    )
+    _save_tensors(ZooLayout(out).vision_weights, state)
+    return {"vision": time.perf_counter() - t}
+
+
+def _language_job(
+    preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool
+) -> dict[str, float]:
+    """Pretrain (and cache) the language model of `run_name`'s LM shape."""
+    # here, not at the top: loads torch, transformers only when this runs
+    from headcast.experiments import train
+
+    _as_worker(threads, progress)
     t = time.perf_counter()
     config = load_config(preset)
     spec = _find_run(config, run_name).spec
@@ -225,7 +281,7 @@ def _language_job(preset: str, out: Path, seed: int, run_name: str, threads: int
         spec, items, lcfg["steps"], lcfg["lr"], _seed(seed, "language", _lm_key(spec)), progress=progress
     )
     _save_tensors(_lm_file(out, spec), state)
-    return f"language {_lm_key(spec)}", time.perf_counter() - t
+    return {f"language {_lm_key(spec)}": time.perf_counter() - t}
 
 
 @functools.cache
@@ -263,21 +319,27 @@ def _training_sets(
     return encoded(caption, "caption"), encoded(instruct, "qa"), curriculum
 
 
-def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
-    """Train one run from the cached vision and language weights, saving its checkpoints."""
-    # here, not at the top: loads torch only when this runs
-    import torch
+def _run_job(
+    preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool
+) -> dict[str, float]:
+    """Train one run (unless trained) and score its checkpoints, in one process: no second start-up."""
+    _as_worker(threads, progress)
+    layout = ZooLayout(out)
+    timings = {}
+    if not layout.run_done(run_name).exists():
+        t = time.perf_counter()
+        _train_run(preset, out, seed, run_name, progress)
+        timings[f"train {run_name}"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _score_run(preset, out, run_name)
+    return timings | {f"score {run_name}": time.perf_counter() - t}
 
+
+def _train_run(preset: str, out: Path, seed: int, run_name: str, progress: bool) -> None:
+    """Train one run from the cached vision and language weights, saving its checkpoints."""
     # here, not at the top: loads torch, transformers only when this runs
     from headcast.experiments import train
 
-    torch.set_num_threads(threads)
-    if not progress:  # a worker among others: its bars, save_pretrained's included, would interleave
-        # here, not at the top: loads transformers only when this runs
-        from transformers.utils import logging
-
-        logging.disable_progress_bar()
-    t = time.perf_counter()
     config = load_config(preset)
     run = _find_run(config, run_name)
     spec = run.spec
@@ -309,21 +371,10 @@ def _run_job(preset: str, out: Path, seed: int, run_name: str, threads: int, pro
         progress=progress,
     )
     layout.run_done(run.name).write_text("")
-    return f"run {run.name}", time.perf_counter() - t
 
 
-def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int, progress: bool) -> tuple:
+def _score_run(preset: str, out: Path, run_name: str) -> None:
     """Score every checkpoint of one run not scored yet (cached per checkpoint, so scoring resumes)."""
-    # here, not at the top: loads torch only when this runs
-    import torch
-
-    torch.set_num_threads(threads)
-    if not progress:
-        # here, not at the top: loads transformers only when this runs
-        from transformers.utils import logging
-
-        logging.disable_progress_bar()
-    t = time.perf_counter()
     config = load_config(preset)
     layout = ZooLayout(out)
     suite = load_suite(layout.benchmarks)
@@ -338,7 +389,6 @@ def _evaluate_job(preset: str, out: Path, seed: int, run_name: str, threads: int
         )
         with atomic_output(cached) as tmp:
             pd.DataFrame([{"checkpoint": name} | row for row in rows]).to_parquet(tmp, index=False)
-    return f"evaluate {run_name}", time.perf_counter() - t
 
 
 def zoo_items(out: Path) -> list[dict]:

@@ -21,6 +21,8 @@ def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["runs"] == 3 and result["checkpoints"] == 15 and result["estimator"] == "auto"
     assert len(result["benchmarks"]) == 8
+    assert set(result["seconds"]) == {"zoo", "extract", "fit", "training runs to MLflow", "frontier"}
+    assert result["provenance"]["seed"] == 0 and len(result["provenance"]["scores_sha256"]) == 12
     for entry in result["benchmarks"].values():
         assert set(entry) >= {"headcast", "mean_baseline", "subset_baseline", "step_baseline"}
         assert set(entry["headcast"]) >= {"mae", "spearman"} and entry["mean_baseline"]["mae"] >= 0
