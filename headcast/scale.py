@@ -54,7 +54,7 @@ def import_ray() -> Any:
 
 
 def connect(options: RayOptions) -> Any:
-    """Join the cluster at `options.address` (else `$RAY_ADDRESS`, else start a local one); the `ray` module."""
+    """Join the cluster at `options.address`, else `$RAY_ADDRESS`, else a new local one; the `ray` module."""
     ray = import_ray()
     if not ray.is_initialized():
         address = options.address or os.environ.get("RAY_ADDRESS") or None
