@@ -68,6 +68,11 @@ def connect(options: RayOptions) -> Any:
     return ray
 
 
+def _call(fn: Callable[[Item], Result], item: Item) -> Result:
+    """The task: Ray remotes functions, not partials or callables of other kinds."""
+    return fn(item)
+
+
 def map_on_ray(
     fn: Callable[[Item], Result],
     items: Sequence[Item],
@@ -83,13 +88,14 @@ def map_on_ray(
     if not items:
         return []
     ray = connect(options)
-    task = ray.remote(fn).options(
+    task = ray.remote(_call).options(
         num_cpus=options.cpus_per_task,
         num_gpus=options.gpus_per_task,
         max_retries=options.max_retries,
         retry_exceptions=False,  # lost workers are retried; the task's own error would only repeat
     )
-    refs = [task.remote(item) for item in items]
+    shared = ray.put(fn)  # sent to the object store once, not with every task
+    refs = [task.remote(shared, item) for item in items]
     where = {ref: i for i, ref in enumerate(refs)}
     results: list[Any] = [None] * len(items)
     pending = list(refs)

@@ -25,6 +25,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # lmms-eval without its own dependencies (it pins torchvision, whose PyPI wheel breaks next to the CPU
   # torch), then headcast with the ones it really imports: the lmms-eval extra
   install --no-deps "lmms-eval==0.7.3"
-  install -e ".[dev,lmms-eval,vlmevalkit]"
+  install -e ".[dev,lmms-eval,vlmevalkit,ray]"
   echo "$want" >"$stamp"
 fi
