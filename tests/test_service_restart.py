@@ -43,7 +43,7 @@ def start_server(store, root, state_dir, port) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:
             return False
 
-    wait_for(healthy, 60, "the server to answer /health")
+    wait_for(healthy, 180, "the server to answer /health")  # the machine may be busy
     return process, url
 
 
