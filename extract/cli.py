@@ -15,8 +15,11 @@ from headcast.arguments import (
     add_device_flag,
     add_dtype_flag,
     add_query_flag,
+    add_ray_flags,
     add_seed_flag,
     fraction,
+    positive_int,
+    ray_options,
 )
 from headcast.contract import ExtractionSettings
 from headcast.errors import HeadcastError
@@ -74,6 +77,13 @@ def add_extract_parser(subparsers: argparse._SubParsersAction) -> None:
         help="... and its attention on the image is at least this concentrated (0 to 1)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_ray_flags(parser)
+    parser.add_argument(
+        "--probes-per-task",
+        type=positive_int,
+        metavar="N",
+        help="with --ray, split each checkpoint's probe set into tasks of N probes (default: one task)",
+    )
     parser.set_defaults(func=run_extract)
 
 
@@ -129,7 +139,15 @@ def run_extract(args: argparse.Namespace) -> int:
         {"--out": args.out, "--per-head": args.per_head, "--answers": args.answers} | heatmaps,
         {"--probes": args.probes},
     )
-    table, metrics = extract_features(args.checkpoints, probes, settings, names, progress=not args.quiet)
+    table, metrics = extract_features(
+        args.checkpoints,
+        probes,
+        settings,
+        names,
+        progress=not args.quiet,
+        ray=ray_options(args),
+        probes_per_task=args.probes_per_task,
+    )
     if args.per_head is not None:
         per_head = per_head_tables(metrics, settings.thresholds)
         with atomic_output(args.per_head) as tmp:
@@ -233,6 +251,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
             args.batch_size,
             args.max_new_tokens,
             name_of,
+            ray_options(args),
         )
     print(f"wrote {args.out} and its per-item results {items_path(args.out)}")
 
@@ -264,6 +283,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument(
         "--max-new-tokens", type=int, default=4, help="tokens generated per answer (default: 4)"
     )
+    add_ray_flags(parser)
     parser.set_defaults(func=run_evaluate)
     return parser
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from headcast.errors import HeadcastError
 from headcast.extract import Probe, build_prompt, read_probes
 from headcast.extract.answers import first_token_answers, first_token_decides, is_correct, spells_words_apart
 from headcast.files import atomic_output
+from headcast.scale import RayOptions, map_on_ray
 from headcast.schema import ANSWER_TOKENS, ITEM_COLUMNS, SCORE_COLUMNS
 
 if TYPE_CHECKING:  # transformers loads torch, which this module leaves to the functions that run models
@@ -259,13 +261,26 @@ def evaluate(
     batch_size: int = 64,
     max_new_tokens: int = ANSWER_TOKENS,
     name_of: Callable[[Path], str] = str,
+    ray: RayOptions | None = None,
 ) -> list[dict]:
-    """Score every checkpoint on the suite; write the long table to `out`, per-item results beside it."""
+    """Score every checkpoint on the suite; write the long table to `out`, per-item results beside it.
+
+    `ray`: one Ray task per checkpoint (at its resolved path) instead of this process.
+    """
     suite = load_suite(benchmarks)
-    items = []
-    for path in tqdm([Path(c) for c in checkpoints], desc="evaluate", unit="checkpoint"):
-        rows = evaluate_checkpoint(path, suite, device, batch_size, max_new_tokens)
-        items += [{"checkpoint": name_of(path)} | row for row in rows]
+    paths = [Path(c) for c in checkpoints]
+    score = partial(
+        evaluate_checkpoint, suite=suite, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens
+    )
+    if ray is None:
+        per_checkpoint = [score(path) for path in tqdm(paths, desc="evaluate", unit="checkpoint")]
+    else:
+        per_checkpoint = map_on_ray(score, [path.resolve() for path in paths], ray, desc="evaluate")
+    items = [
+        {"checkpoint": name_of(path)} | row
+        for path, rows in zip(paths, per_checkpoint, strict=True)
+        for row in rows
+    ]
     scores = scores_of(items)
     write_items(items, items_path(out))
     write_scores(scores, out)

@@ -7,6 +7,7 @@ import gc
 import importlib.metadata
 import platform
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from headcast.extract.probes import Probe, probe_set_hash
 from headcast.extract.prompts import build_prompt
 from headcast.extract.runner import record_batch
 from headcast.extract.storage import MetricsCache, cache_key, checkpoint_fingerprint
+from headcast.scale import RayOptions, map_on_ray
 from headcast.schema import (
     ANSWER_COLUMNS,
     CONTRACT_COLUMN,
@@ -133,6 +135,29 @@ def measure_heads(
     return np.concatenate(chunks), pd.DataFrame(answers, columns=list(ANSWER_COLUMNS))
 
 
+def metrics_record(
+    path: Path, probes: Sequence[Probe], settings: ExtractionSettings, device: torch.device
+) -> dict[str, Any]:
+    """What decides a checkpoint's head metrics on `device`; the cache key is made of it."""
+    dtype = resolve_dtype(settings.dtype, device, read_config(path))
+    return {
+        "query": settings.query,
+        "dtype": str(dtype).removeprefix("torch."),
+        "probe_set_hash": probe_set_hash(list(probes)),
+        "n_probes": len(probes),
+        "checkpoint_fingerprint": checkpoint_fingerprint(path),
+        "metrics_version": METRICS_VERSION,
+    }
+
+
+RECORD_FIELDS = ("query", "dtype", "probe_set_hash", "n_probes", "checkpoint_fingerprint", "metrics_version")
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The cache key of a `metrics_record` (or of a cached entry's settings, which hold one)."""
+    return cache_key(**{field: str(record[field]) for field in RECORD_FIELDS})
+
+
 def extract_head_metrics(
     path: str | Path,
     probes: Sequence[Probe],
@@ -144,23 +169,13 @@ def extract_head_metrics(
 ) -> HeadMetrics:
     """Head metrics and answers of the checkpoint at `path`, from the cache when its content was seen."""
     path = Path(path)
-    config = read_config(path)
-    dtype = resolve_dtype(settings.dtype, resolve_device(settings.device), config)
-    dtype_name = str(dtype).removeprefix("torch.")
-    settings_record = {
-        "query": settings.query,
-        "dtype": dtype_name,
-        "probe_set_hash": probe_set_hash(list(probes)),
-        "n_probes": len(probes),
-        "checkpoint_fingerprint": checkpoint_fingerprint(path),
-        "metrics_version": METRICS_VERSION,
-    }
-    key = cache_key(**{k: str(v) for k, v in settings_record.items()})
+    settings_record = metrics_record(path, probes, settings, resolve_device(settings.device))
+    key = record_key(settings_record)
     cache = cache or MetricsCache()
     if (hit := cache.get(key)) is not None:
         samples, answers, meta = hit
         return HeadMetrics(name or str(path), samples, meta, answers)
-    checkpoint = load_checkpoint(path, settings.device, dtype_name)
+    checkpoint = load_checkpoint(path, settings.device, settings_record["dtype"])
     samples, answers = measure_heads(
         checkpoint, probes, settings.query, settings.batch_size, progress, on_batch
     )
@@ -211,10 +226,13 @@ def extract_features(
     names: Sequence[str] | None = None,
     progress: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
+    ray: RayOptions | None = None,
+    probes_per_task: int | None = None,
 ) -> tuple[pd.DataFrame, list[HeadMetrics]]:
     """The public entry point: feature rows (and the head metrics behind them) for checkpoints.
 
     `on_batch(done, total)` counts probes across all checkpoints, for callers without a terminal.
+    `ray`: one Ray task per checkpoint (per `probes_per_task` probes of it) instead of this process.
     """
     names = list(names) if names is not None else [str(p) for p in paths]
     if len(set(names)) != len(names):
@@ -223,6 +241,9 @@ def extract_features(
         read_config(path)
         weight_files(Path(path))
     cache = MetricsCache()
+    if ray is not None:
+        metrics = extract_on_ray(paths, probes, settings, names, ray, probes_per_task, cache, progress)
+        return features_table(metrics, settings.thresholds), metrics
     metrics = []
     # one bar for the stage, counting probes: fine-grained for one large model, calm for many small ones
     with tqdm(total=len(paths) * len(probes), desc="extract", unit="probe", disable=not progress) as bar:
@@ -237,6 +258,60 @@ def extract_features(
             metrics.append(extract_head_metrics(path, probes, settings, name, cache, False, advance))
             advance(len(probes), len(probes))  # a cached checkpoint counts at once
     return features_table(metrics, settings.thresholds), metrics
+
+
+def measure_shard(task: tuple[str, list[Probe]], settings: ExtractionSettings) -> HeadMetrics:
+    """One Ray task: a checkpoint on one shard of the probe set, through the worker's own cache."""
+    path, probes = task
+    return extract_head_metrics(path, probes, settings, progress=False)
+
+
+def extract_on_ray(
+    paths: Sequence[str | Path],
+    probes: Sequence[Probe],
+    settings: ExtractionSettings,
+    names: Sequence[str],
+    options: RayOptions,
+    probes_per_task: int | None,
+    cache: MetricsCache,
+    progress: bool,
+) -> list[HeadMetrics]:
+    """`extract_head_metrics` of every checkpoint as Ray tasks, one per (checkpoint, shard of probes).
+
+    Only what the driver's cache lacks is sent out; each finished shard and each assembled checkpoint is
+    cached on the driver, so a run cut short resumes where it stopped. Paths travel resolved: workers
+    read checkpoints and images at the same paths (a filesystem every node shares).
+    """
+    size = probes_per_task or len(probes)
+    shards = [list(probes[i : i + size]) for i in range(0, len(probes), size)]
+    auto = torch.device("cuda" if options.gpus_per_task > 0 else "cpu")  # what "auto" gives a task
+    device = auto if settings.device == "auto" else torch.device(settings.device)
+
+    def cached(i: int, subset: Sequence[Probe]) -> HeadMetrics | None:
+        hit = cache.get(record_key(metrics_record(Path(paths[i]), subset, settings, device)))
+        return None if hit is None else HeadMetrics(names[i], hit[0], hit[2], hit[1])
+
+    done = {i: m for i in range(len(paths)) if (m := cached(i, probes)) is not None}
+    parts = {
+        (i, j): cached(i, shard) for i in range(len(paths)) if i not in done for j, shard in enumerate(shards)
+    }
+    todo = [where for where, hit in parts.items() if hit is None]
+    tasks = [(str(Path(paths[i]).resolve()), shards[j]) for i, j in todo]
+    results = map_on_ray(partial(measure_shard, settings=settings), tasks, options, progress, "extract")
+    for where, result in zip(todo, results, strict=True):
+        parts[where] = result
+        if (key := record_key(result.settings)) not in cache:  # the worker's cache may be another node's
+            cache.put(key, result.samples, result.answers, result.settings)
+    for i in sorted(set(range(len(paths))) - set(done)):
+        pieces = [piece for j in range(len(shards)) if (piece := parts[i, j]) is not None]
+        record = {"probe_set_hash": probe_set_hash(list(probes)), "n_probes": len(probes)}
+        meta = pieces[0].settings | record
+        samples = np.concatenate([piece.samples for piece in pieces])
+        answers = pd.concat([piece.answers for piece in pieces], ignore_index=True)
+        if len(shards) > 1:
+            cache.put(record_key(meta), samples, answers, meta)
+        done[i] = HeadMetrics(names[i], samples, meta, answers)
+    return [done[i] for i in range(len(paths))]
 
 
 def measure_live_model(

@@ -76,6 +76,9 @@ class MetricsCache:
         self.root = (root or cache_root()) / "head-metrics"
         self._unwritable = False  # warned once: every later entry would fail the same way
 
+    def __contains__(self, key: str) -> bool:
+        return (self.root / f"{key}.npz").exists()
+
     def get(self, key: str) -> tuple[np.ndarray, pd.DataFrame, dict] | None:
         """The cached (samples, answers, settings); None when absent. A damaged entry is never trusted:
         it is removed with a warning, and the caller recomputes it."""

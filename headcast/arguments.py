@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from headcast.scale import RayOptions
 from headcast.schema import QUERY_POSITIONS
 
 
@@ -137,3 +138,50 @@ def add_jobs_flag(parser: argparse.ArgumentParser, default: int, help: str) -> N
 def add_model_flag(parser: argparse.ArgumentParser, default: str) -> None:
     help = f"MLflow model URI (default {default})"
     parser.add_argument("--model", type=model_uri, default=default, help=help)
+
+
+def non_negative(text: str) -> float:
+    """A count of CPUs or GPUs a task holds: fractional shares are fine, a negative share is not."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give one of at least 0") from None
+    if not 0 <= value < float("inf"):  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{text} is not a number of at least 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A count that may be 0 (retries)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one of at least 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give a whole number of at least 0")
+    return value
+
+
+def add_ray_flags(parser: argparse.ArgumentParser) -> None:
+    """`--ray` and what each task on the cluster holds (docs/scale.md)."""
+    group = parser.add_argument_group("Ray (headcast[ray])")
+    group.add_argument(
+        "--ray", action="store_true", help="one Ray task per checkpoint ($RAY_ADDRESS, else a local cluster)"
+    )
+    group.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray cluster's head (implies --ray)")
+    group.add_argument(
+        "--gpus-per-task", type=non_negative, default=0.0, metavar="N", help="GPUs per task, may be 0.5 (0)"
+    )
+    group.add_argument(
+        "--cpus-per-task", type=non_negative, default=1.0, metavar="N", help="CPUs per task (1)"
+    )
+    group.add_argument(
+        "--max-retries", type=non_negative_int, default=3, metavar="N", help="reruns of a lost task (3)"
+    )
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The Ray run the flags of `add_ray_flags` ask for; None without `--ray` or `--ray-address`."""
+    if not (args.ray or args.ray_address):
+        return None
+    return RayOptions(args.ray_address, args.gpus_per_task, args.cpus_per_task, args.max_retries)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
@@ -47,14 +48,23 @@ from headcast.schema import CONTRACT_COLUMN, FEATURE_SCHEMA_VERSION
 
 
 def use_experiment(name: str) -> str:
-    """The experiment's id, creating it (artifacts under `mlruns/artifacts` for the local store)."""
+    """The experiment's id, creating it (artifacts under `mlruns/artifacts` for the local store).
+
+    Writers sharing a tracking server may create it at once: the one that loses takes the winner's.
+    """
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     location = None
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         location = (DEFAULT_STORE / "artifacts").resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException as err:
+        made = mlflow.get_experiment_by_name(name) if err.error_code == "RESOURCE_ALREADY_EXISTS" else None
+        if made is None:
+            raise
+        return made.experiment_id
 
 
 def _log_figure(figure, path: str) -> None:

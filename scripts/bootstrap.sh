@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   "") extras="" ;;
-  --tests) extras="[dev,lmms-eval,vlmevalkit]" ;;
+  --tests) extras="[dev,lmms-eval,vlmevalkit,ray]" ;;
   *) echo "bootstrap: unknown option '$1'; use no option (the demo) or --tests" >&2; exit 2 ;;
 esac
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -23,7 +23,7 @@ from headcast.extract import probe_set_hash, read_probes
 from headcast.predictor.registry import DEFAULT_MODEL
 from headcast.predictor.service.batching import RowBatcher
 from headcast.predictor.service.errors import ServiceError
-from headcast.predictor.service.jobs import JobQueue
+from headcast.predictor.service.jobs import JobQueue, JobStore
 from headcast.predictor.service.limits import Limits
 from headcast.predictor.service.middleware import BodyLimit
 from headcast.predictor.service.model import ModelSlot
@@ -57,14 +57,19 @@ def create_app(
     dtype: str = "auto",
     experiment: str = "headcast-serve",
     limits: Limits | None = None,
+    state_dir: str | Path | None = None,
 ) -> FastAPI:
-    """The service as an ASGI app; `headcast serve` runs it under uvicorn."""
+    """The service as an ASGI app; `headcast serve` runs it under uvicorn.
+
+    `state_dir`: where the jobs are kept (`jobs.sqlite`) across restarts; None keeps them in memory.
+    """
     limits = limits or Limits()
     resolved_roots = [Path(r).resolve() for r in roots]
     if not resolved_roots:
         raise HeadcastError("give at least one --root folder")
     slot = ModelSlot(model_uri)
-    jobs = JobQueue(slot, device, dtype, experiment, limits)
+    store = None if state_dir is None else JobStore(Path(state_dir) / "jobs.sqlite")
+    jobs = JobQueue(slot, device, dtype, experiment, limits, store)
     batcher = RowBatcher(predict_many, limits.max_rows)
 
     @asynccontextmanager

@@ -50,6 +50,12 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     add_dtype_flag(serve, "dtype for jobs")
     add_experiment_flag(serve, "headcast-serve", "MLflow experiment of job runs")
     serve.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep every job in DIR/jobs.sqlite, so a restarted service reports (and resumes) them",
+    )
+    serve.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
     limits = serve.add_argument_group("limits")
@@ -123,7 +129,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # here, not at the top: the app loads FastAPI, MLflow, scikit-learn; `headcast --help` needs none
         from headcast.predictor.service.app import create_app
 
-        app = create_app(args.model, roots, args.device, args.dtype, args.experiment, limits)
+        app = create_app(args.model, roots, args.device, args.dtype, args.experiment, limits, args.state_dir)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
         shown = f"[{args.host}]" if ":" in args.host else args.host
         log.info("serving http://%s:%d (press Ctrl+C to stop)", shown, args.port)

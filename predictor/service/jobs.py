@@ -2,17 +2,25 @@
 
 A job's failure is a one-line message for the client: headcast's own (HeadcastError) when the input
 is at fault, else `internal error: <type>: <first line>`, with the traceback in the server's log only.
+
+With a `JobStore` (`headcast serve --state-dir`), every accepted job is kept in a SQLite file and a
+restarted service reports each one: done and failed as stored, queued and running ones queued again
+and run (their extraction resumes through the content-keyed cache), marked `resumed`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -44,11 +52,59 @@ class Job:
     result: dict[str, Any] | None = None
     error: str | None = None
     run_id: str | None = None
+    resumed: bool = False  # accepted before the service restarted, and run again after it
 
     def as_json(self) -> dict[str, Any]:
         body = dataclasses.asdict(self)
         body["progress"] = {"stage": body.pop("stage"), "done": body.pop("done"), "total": body.pop("total")}
         return body
+
+
+class JobStore:
+    """Every job a service accepted, as JSON rows of a SQLite file in submission order.
+
+    A row is written when its job is accepted, starts and finishes (SQLite makes each write whole); a
+    connection per call keeps the store safe to use from the request threads and the worker alike.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY, id TEXT UNIQUE, body)")
+        except (OSError, sqlite3.Error) as err:
+            raise HeadcastError(
+                f"cannot keep jobs in {self.path} ({err}); pass a writable --state-dir"
+            ) from None
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection whose work is committed (or rolled back) as one transaction, then closed."""
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def save(self, job: Job) -> None:
+        body = json.dumps(dataclasses.asdict(job))
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO jobs (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body=excluded.body",
+                (job.id, body),
+            )
+
+    def get(self, job_id: str) -> Job | None:
+        with self._connect() as db:
+            row = db.execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else Job(**json.loads(row[0]))
+
+    def jobs(self) -> list[Job]:
+        with self._connect() as db:
+            rows = db.execute("SELECT body FROM jobs ORDER BY seq").fetchall()
+        return [Job(**json.loads(body)) for (body,) in rows]
 
 
 class JobQueue:
@@ -61,12 +117,24 @@ class JobQueue:
         dtype: str = "auto",
         experiment: str = "headcast-serve",
         limits: Limits | None = None,
+        store: JobStore | None = None,
     ) -> None:
         self.slot, self.device, self.dtype, self.experiment = slot, device, dtype, experiment
         self.limits = limits or Limits()
+        self.store = store
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"headcast-jobs-{device}")
+        for job in store.jobs() if store is not None else []:
+            if job.status in ("queued", "running"):  # cut short by the restart: run again, from the start
+                job.status, job.stage, job.started, job.resumed = "queued", "queued", None, True
+                self._jobs[job.id] = job
+                self._save(job)
+                self._executor.submit(self._run, job)
+
+    def _save(self, job: Job) -> None:
+        if self.store is not None:
+            self.store.save(job)
 
     def submit(self, checkpoint: Path, probes: Path, query: str, anchors: Path | None = None) -> Job:
         """Queue a job (429 when `max_pending` wait already); the oldest finished jobs are forgotten."""
@@ -82,6 +150,7 @@ class JobQueue:
                 None if anchors is None else str(anchors),
             )
             self._jobs[job.id] = job
+            self._save(job)
             finished = [k for k, j in self._jobs.items() if j.status in ("done", "failed")]
             for key in finished[: max(0, len(self._jobs) - self.limits.keep_jobs)]:
                 del self._jobs[key]
@@ -89,7 +158,10 @@ class JobQueue:
         return job
 
     def get(self, job_id: str) -> Job:
+        """The job, from memory or (finished before a restart, or long ago) from the store."""
         job = self._jobs.get(job_id)
+        if job is None and self.store is not None:
+            job = self.store.get(job_id)
         if job is None:
             raise ServiceError(404, f"no job {job_id[:64]!r}; job ids come from POST /jobs")
         return job
@@ -107,6 +179,7 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         job.status, job.started = "running", time.time()
+        self._save(job)
         model = None
         outcome: Literal["done", "failed"] = "failed"
         try:
@@ -124,6 +197,10 @@ class JobQueue:
         except Exception:  # tracking trouble must not lose the result
             log.exception("could not log job %s to MLflow", job.id)
         job.status = job.stage = outcome  # last: a client that sees "done" also sees the run id
+        try:
+            self._save(job)
+        except sqlite3.Error:  # the client still gets the result from memory until a restart
+            log.exception("could not store job %s", job.id)
 
     def _extract_and_predict(self, job: Job, model: FittedModel) -> dict[str, Any]:
         def on_progress(stage: str, done: int, total: int) -> None:

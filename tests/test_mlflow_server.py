@@ -1,0 +1,120 @@
+"""A shared tracking server: `fit`, `predict-runs` and service jobs log to a real `mlflow server` over HTTP
+(`MLFLOW_TRACKING_URI=http://...`, the user's path), and writers at once lose or double nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from headcast.cli import main
+from headcast.predictor.registry import configure_tracking
+from headcast.predictor.service.job_runs import log_job_run
+from headcast.predictor.service.jobs import Job
+from tests.test_service import free_port, wait_for
+
+WRITERS = 8
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """`mlflow server` on a free loopback port, its store and artifacts in a folder of its own."""
+    folder = tmp_path_factory.mktemp("tracking-server")
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1"]
+    store = ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
+    artifacts = ["--artifacts-destination", str(folder / "artifacts"), "--workers", "1"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), *store, *artifacts],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its workers go down with it
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"mlflow server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(healthy, 90, "mlflow server to answer /health")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def on_server(tracking_server, monkeypatch, tmp_path):
+    """This process logs to the server, as a user's would; nothing may land in a local store."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
+    monkeypatch.chdir(tmp_path)
+    assert configure_tracking() == tracking_server
+    yield MlflowClient(tracking_uri=tracking_server, registry_uri=tracking_server)
+    assert not (tmp_path / "mlruns").exists(), "something logged to the local store"
+
+
+def test_fit_registers_and_predict_runs_logs_on_the_server(on_server, smoke_zoo, tmp_path, capsys):
+    client = on_server
+    probes = smoke_zoo / "probes" / "probes.jsonl"
+    checkpoints = smoke_zoo / "checkpoints"
+    folders = sorted(str(p.parent) for p in checkpoints.glob("*/*/config.json"))
+    features = tmp_path / "features.parquet"
+    extract = ["extract", *folders, "--probes", str(probes), "--relative-to", str(checkpoints)]
+    assert main([*extract, "--out", str(features), "--quiet"]) == 0
+    fit = ["fit", "--features", str(features), "--scores", str(smoke_zoo / "scores.csv")]
+    assert main([*fit, "--estimators", "ridge"]) == 0
+    champion = client.get_model_version_by_alias("headcast-predictor", "champion")
+    assert client.get_run(champion.run_id).info.status == "FINISHED"
+
+    mlflow.set_experiment("training-on-the-server")
+    runs = {}
+    for run_dir in sorted(checkpoints.iterdir()):
+        with mlflow.start_run(run_name=run_dir.name) as run:
+            mlflow.log_param("output_dir", str(run_dir))
+            runs[run_dir.name] = run.info.run_id
+    command = ["predict-runs", "--experiment", "training-on-the-server", "--probes", str(probes)]
+    assert main(command) == 0
+    assert "predicted 15 checkpoint(s) of 3 run(s)" in capsys.readouterr().out
+    for run_id in runs.values():
+        assert len(client.get_metric_history(run_id, "pred/spatial")) == 5
+
+
+def test_jobs_logged_at_once_by_many_writers_are_all_there_once(on_server):
+    client = on_server
+    prediction = {"pope": {"score": 61.0, "lower": 55.0, "upper": 67.0, "ood": False}}
+
+    def job(i: int) -> Job:
+        result = {"prediction": {"pope": prediction["pope"] | {"score": float(i)}}, "features": {"all.x": i}}
+        return Job(f"writer-{i:02d}", f"ckpt-{i}", "probes.jsonl", "last-prompt", result=result)
+
+    def write(i: int) -> str:  # the service's own logging, each writer creating the experiment if missing
+        return log_job_run(job(i), None, "done", "cpu", "many-writers")
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        run_ids = list(pool.map(write, range(WRITERS)))
+    assert len(set(run_ids)) == WRITERS
+    experiment = client.get_experiment_by_name("many-writers")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    assert sorted(r.data.tags["headcast.job_id"] for r in runs) == [f"writer-{i:02d}" for i in range(WRITERS)]
+    for run in runs:
+        i = int(run.data.tags["headcast.job_id"].removeprefix("writer-"))
+        assert run.data.metrics["pred/pope"] == i and run.data.params["checkpoint"] == f"ckpt-{i}"
+        assert len(client.get_metric_history(run.info.run_id, "pred/pope")) == 1
