@@ -11,7 +11,8 @@ by estimators fitted without it, and compared with what the same forward passes 
   `AnchorPredictor` chooses inside the training folds (at k = 0: confidence);
 - `hybrid`: the same, where head metrics may enter when they help inside the training folds.
 
-The protocols (`new-run`, `new-family`, `during-training`) and their folds are `predictor.splits`'.
+The protocols (`new-run`, `new-family`, `during-training`, `stronger`) and their folds are
+`predictor.splits`'.
 """
 
 from __future__ import annotations
