@@ -12,7 +12,10 @@ by estimators fitted without it, and compared with what the same forward passes 
   confidence over the probe set (k = 0 only);
 - `hybrid_without_heads`: anchors, their answers' probabilities, IRT and confidence, combined as
   `AnchorPredictor` chooses inside the training folds (at k = 0: confidence);
-- `hybrid`: the same, where head metrics may enter when they help inside the training folds.
+- `hybrid`: the same, where head metrics may enter when they help inside the training folds;
+- `irt_static`: the static anchors scored by IRT alone, its ability prior from confidence;
+- `adaptive`: the same IRT and prior, but each checkpoint's items chosen in rounds by information at
+  its current estimate (`predictor.adaptive`), with the rounds (prefills) it took.
 
 Beside MAE: the share of held-out checkpoint pairs each estimator orders right, by how far apart
 they truly are (`ORDERING_GAPS`), and the hybrid's error when a total of items is spent where its
@@ -32,6 +35,7 @@ from joblib import Parallel, delayed
 from sklearn.linear_model import RidgeCV
 from threadpoolctl import threadpool_limits
 
+from headcast.predictor.adaptive import AdaptiveAnchors, ask_in_rounds
 from headcast.predictor.allocation import allocate_items
 from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.dataset import Dataset
@@ -59,10 +63,13 @@ FRONTIER_ESTIMATORS = (
     "confidence",
     "hybrid_without_heads",
     "hybrid",
+    "irt_static",
+    "adaptive",
 )
 DETAIL_ESTIMATORS = ("subset", "subset_regression", "anchors", "hybrid_without_heads", "hybrid")
 ORDERING_GAPS = (1.0, 3.0, 5.0, 10.0)  # points apart: pairs at least this far apart are counted
 RANDOM_DRAWS = 20  # random item sets per budget; the same sets for every checkpoint, fold and benchmark
+ADAPTIVE_ROUND = 4  # items per benchmark per round (one prefill) of the adaptive anchors
 
 
 @dataclasses.dataclass
@@ -78,6 +85,7 @@ class Frontier:
     ordering: pd.DataFrame  # index (estimator, gap), columns budgets: share of held-out pairs ordered right
     pairs: pd.Series  # gap -> held-out pairs (summed over benchmarks) at least that many points apart
     allocation: pd.DataFrame  # index total items; the hybrid's mean MAE with k each or allocated, items spent
+    rounds: pd.Series  # k -> prefill rounds the adaptive anchors took (0: a static budget)
 
     def mean(self) -> pd.DataFrame:
         """MAE averaged over benchmarks: rows estimators, columns budgets."""
@@ -109,6 +117,7 @@ class Frontier:
             "hybrid_coverage": clean(self.coverage.mean().to_numpy()),
             "ordering": ordering,
             "ordering_pairs": {f"{gap:g}": int(n) for gap, n in self.pairs.items()},
+            "adaptive_rounds": [int(n) for n in self.rounds],
             "allocation": {
                 "total": [int(t) for t in self.allocation.index],
                 **{column: clean(self.allocation[column]) for column in self.allocation.columns},
@@ -186,10 +195,12 @@ def _answers_per_budget(data, features, groups, train, test, budgets) -> list[di
         correct, prob = data.correct[test][:, model.anchors_], data.prob[test][:, model.anchors_]
         test_features = {n: f[test] for n, f in features.items()}
         without_heads = model.chosen_by_set_.get("confidence", model.chosen_by_set_[""])
+        prior = "confidence" if "confidence" in features else None
         for estimator, method in (
             ("anchors", "anchors"),
             ("hybrid_without_heads", without_heads),
             ("hybrid", model.chosen_by_set_[sets[-1]] if sets else without_heads),
+            ("irt_static", f"irt+{prior}" if prior else "irt"),
         ):
             rows.append(
                 {
@@ -201,7 +212,35 @@ def _answers_per_budget(data, features, groups, train, test, budgets) -> list[di
                     "half_width": conformal_quantile(model.cv_residuals_[method], COVERAGE),
                 }
             )
+        adaptive, rounds = adaptive_estimates(data, features.get("confidence"), groups, train, test, k)
+        rows.append({"k": k, "estimator": "adaptive", "test": test, "predicted": adaptive, "rounds": rounds})
     return rows
+
+
+def adaptive_estimates(
+    data: BenchmarkItems,
+    features: np.ndarray | None,
+    groups: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, int]:
+    """Adaptive anchors' estimates of the test rows at k items (rounds of `ADAPTIVE_ROUND` items), and
+    the rounds (prefills) that took: items chosen per checkpoint from its own answers so far."""
+    train_features, test_features = (None, None) if features is None else (features[train], features[test])
+    model = AdaptiveAnchors().fit(data.rows(train), train_features, groups[train])
+    priors = model.prior_means(test_features, len(test))
+    scores, rounds = np.empty(len(test)), 0
+    for position, row in enumerate(test):
+        estimates, rounds = ask_in_rounds(
+            {"": model},
+            {"": priors[position]},
+            lambda wanted, row=row: {"": data.correct[row, wanted[""]]},
+            max_items=k,
+            round_size=ADAPTIVE_ROUND,
+        )
+        scores[position] = estimates[""].score
+    return scores, rounds
 
 
 def _allocation(
@@ -261,10 +300,12 @@ def measure_frontier(
         values = np.atleast_2d(values)
         predicted.setdefault(key, np.full((len(values), len(x)), np.nan))[:, test] = values
 
-    chosen = []
+    chosen, rounds = [], {}
     for (benchmark, fold), rows in zip(tasks, results, strict=True):
         for row in rows:
             put((benchmark, row["estimator"], row["k"]), row["test"], row["predicted"])
+            if "rounds" in row:  # every benchmark's round is the same prefill: the most any needs
+                rounds[row["k"]] = max(rounds.get(row["k"], 0), row["rounds"])
             if row["estimator"] == "hybrid":
                 chosen.append({"fold": fold, "benchmark": benchmark, "k": row["k"], "method": row["method"]})
                 width.setdefault((benchmark, row["k"]), pd.Series(np.nan, index=x.index))
@@ -330,6 +371,7 @@ def measure_frontier(
         ordering=shares,
         pairs=pair_counts,
         allocation=allocation,
+        rounds=pd.Series(rounds, dtype=int).reindex(list(budgets), fill_value=0),
     )
 
 
@@ -345,6 +387,8 @@ def format_frontier(result: Frontier, detail_budgets: tuple[int, ...] = (8, 16))
     lines.append(f"{'':<{width}}" + "".join(f"{f'k={k}':>8}" for k in budgets))
     for estimator, row in result.mean().iterrows():
         lines.append(f"{estimator:<{width}}" + "".join(cell(row[k]) for k in budgets))
+    rounds = "".join(f"{n:>8}" if n else f"{'-':>8}" for n in result.rounds)
+    lines.append(f"{'adaptive rounds':<{width}}{rounds}")
     coverage = result.coverage.mean()
     lines.append(
         f"{f'hybrid {COVERAGE:.0%} cover':<{width}}"

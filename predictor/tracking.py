@@ -311,6 +311,7 @@ def log_frontier(result, run_id: str) -> None:
         for total, row in result.allocation.iterrows()
         for column, value in row.items()
     }
+    values |= {metric_key("frontier", name, "adaptive_rounds", f"k{k}"): n for k, n in result.rounds.items()}
     now = int(time.time() * 1000)
     metrics = [Metric(key, float(value), now, 0) for key, value in values.items() if pd.notna(value)]
     client.log_batch(run_id, metrics=metrics)

@@ -1,4 +1,4 @@
-"""The frontier on synthetic item responses: random items with a regression, pairwise ordering, budget."""
+"""The frontier on synthetic item responses: random items with a regression, ordering, budget, rounds."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_ordering_counts_pairs_by_gap_and_credits_ties_half():
 
 @pytest.fixture(scope="module")
 def synthetic():
-    """Eight runs whose per-item answers follow their scores: 150 items per benchmark, no gold probabilities."""
+    """Eight runs whose per-item answers follow their scores: 150 items a benchmark, no gold probabilities."""
     features, scores = synthetic_tables(n_runs=8)
     dataset = build_dataset(features, scores)
     rng = np.random.default_rng(1)
@@ -77,6 +77,7 @@ def test_the_json_carries_every_estimator_ordering_and_allocation(new_run):
     assert set(result["mae"]["count"]) == set(FRONTIER_ESTIMATORS) == set(result["ordering"])
     assert result["ordering"]["hybrid"]["5"][BUDGETS.index(4)] is not None
     assert result["allocation"]["total"] == [8, 32] and len(result["mae_se"]["pope"]["hybrid"]) == 3
+    assert result["adaptive_rounds"] == [0, 1, 4]  # rounds of four items: one prefill each
 
 
 def test_the_stronger_protocol_predicts_only_the_best_quarter(synthetic):
