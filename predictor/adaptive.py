@@ -21,6 +21,8 @@ from headcast.predictor.anchor_predictor import AbilityPrior, fitted_irt
 from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.models import COVERAGE
 
+ADAPTIVE_ROUND = 4  # items per benchmark per round (one prefill), the frontier's and `headcast predict`'s
+
 
 @dataclasses.dataclass
 class Estimate:

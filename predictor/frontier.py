@@ -35,7 +35,7 @@ from joblib import Parallel, delayed
 from sklearn.linear_model import RidgeCV
 from threadpoolctl import threadpool_limits
 
-from headcast.predictor.adaptive import AdaptiveAnchors, ask_in_rounds
+from headcast.predictor.adaptive import ADAPTIVE_ROUND, AdaptiveAnchors, ask_in_rounds
 from headcast.predictor.allocation import allocate_items
 from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.dataset import Dataset
@@ -69,7 +69,6 @@ FRONTIER_ESTIMATORS = (
 DETAIL_ESTIMATORS = ("subset", "subset_regression", "anchors", "hybrid_without_heads", "hybrid")
 ORDERING_GAPS = (1.0, 3.0, 5.0, 10.0)  # points apart: pairs at least this far apart are counted
 RANDOM_DRAWS = 20  # random item sets per budget; the same sets for every checkpoint, fold and benchmark
-ADAPTIVE_ROUND = 4  # items per benchmark per round (one prefill) of the adaptive anchors
 
 
 @dataclasses.dataclass
