@@ -32,6 +32,7 @@ class Estimate:
     half_width: float
     asked: np.ndarray
     correct: np.ndarray
+    theta: np.ndarray  # the MAP ability [dims] the score comes from
 
 
 class AdaptiveAnchors(BaseEstimator):
@@ -74,16 +75,12 @@ class AdaptiveAnchors(BaseEstimator):
         gradient = (irt.a_[unseen] * slope[unseen, None]).sum(0) / len(p)  # d score / d theta
         sd = float(np.sqrt(gradient @ np.linalg.solve(information, gradient)))
         score = 100 * float(irt.score(theta, correct[None, :], asked)[0])
-        return Estimate(score, 100 * norm.ppf(0.5 + self.coverage / 2) * sd, asked, correct)
+        return Estimate(score, 100 * norm.ppf(0.5 + self.coverage / 2) * sd, asked, correct, theta[0])
 
     def next_items(self, prior_mean: np.ndarray, estimate: Estimate | None, count: int) -> np.ndarray:
         """The `count` unasked items of highest Fisher information at the current ability estimate."""
         asked = np.empty(0, dtype=int) if estimate is None else estimate.asked
-        theta = (
-            prior_mean
-            if estimate is None
-            else self.irt_.ability(estimate.correct[None, :], asked, prior_mean[None, :], self.prior_cov)[0]
-        )
+        theta = prior_mean if estimate is None else estimate.theta
         p = self.irt_.probabilities(theta[None, :])[0]
         information = (self.irt_.a_**2).sum(1) * p * (1 - p)
         information[asked] = -np.inf
