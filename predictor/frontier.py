@@ -255,7 +255,7 @@ def _allocation(
     for each in (k for k in budgets if k > 0):
         total, equal, allocated, spent = each * len(benchmarks), [], [], []
         for _, test in folds:
-            names = errors.columns.intersection(width[(benchmarks[0], 0)].index[test])
+            names = width[(benchmarks[0], 0)].index[test]  # the fold's held-out checkpoints
             fold_widths = pd.DataFrame(
                 {k: [float(width[(b, k)].iloc[test].median()) for b in benchmarks] for k in budgets},
                 index=benchmarks,
