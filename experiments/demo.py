@@ -334,8 +334,8 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         "--protocols",
         type=_protocols,
         default=("new-run",),
-        help="frontier protocols, comma-separated or 'all' (new-run, new-family, during-training; "
-        "default new-run)",
+        help="frontier protocols, comma-separated or 'all' (new-run, new-family, during-training, "
+        "stronger; default new-run)",
     )
     parser.add_argument(
         "--no-report",

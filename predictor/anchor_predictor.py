@@ -74,12 +74,36 @@ class _Parts:
 
 
 @dataclasses.dataclass
+class AbilityPrior:
+    """Latent regression: IRT ability predicted from label-free features, with how far it misses on unseen
+    runs as the prior's covariance (the training abilities' spread when there is one run only)."""
+
+    scaler: Pipeline
+    theta: RidgeCV
+    cov: np.ndarray
+
+    @classmethod
+    def fit(cls, irt: IRT, features: np.ndarray, groups: np.ndarray) -> AbilityPrior:
+        scaler = _scaled(features)
+        x = scaler.transform(features)
+        if len(set(groups)) >= 2:  # the prior's spread: how far the features miss abilities of unseen runs
+            predicted = cross_val_predict(_ridge(), x, irt.theta_, groups=groups, cv=GroupFolds(4))
+            residual = irt.theta_ - predicted.reshape(irt.theta_.shape)
+        else:  # one run: no unseen run to learn from; the features earn no confidence
+            residual = irt.theta_ - irt.theta_.mean(0)
+        cov = np.atleast_2d(np.cov(residual.T)) + 1e-3 * np.eye(irt.dims)
+        return cls(scaler, _ridge().fit(x, irt.theta_), cov)
+
+    def mean(self, features: np.ndarray) -> np.ndarray:
+        """The prior's mean ability [rows, dims] of checkpoints with these features."""
+        return self.theta.predict(self.scaler.transform(features)).reshape(len(features), -1)
+
+
+@dataclasses.dataclass
 class _FeatureParts:
     """What the methods with one set of label-free features need, fitted on the same training set."""
 
-    scaler: Pipeline
-    theta: RidgeCV  # latent regression: ability from features
-    theta_residual_cov: np.ndarray
+    prior: AbilityPrior
     ridge: RidgeCV  # score from the anchors' answers and the features
     score: RidgeCV  # score from the features alone
 
@@ -111,20 +135,10 @@ def _fit_parts(data: BenchmarkItems, k: int, seed: int, irt: IRT) -> tuple[_Part
 def _fit_feature_parts(
     irt: IRT, design: np.ndarray, features: np.ndarray, y: np.ndarray, groups: np.ndarray
 ) -> _FeatureParts:
-    scaler = _scaled(features)
-    x = scaler.transform(features)
-    if len(set(groups)) >= 2:  # the prior's spread: how far the features miss abilities of unseen runs
-        folds = GroupFolds(4)
-        predicted = cross_val_predict(_ridge(), x, irt.theta_, groups=groups, cv=folds)
-        residual = irt.theta_ - predicted.reshape(irt.theta_.shape)
-    else:  # one run: no unseen run to learn from; the features earn no confidence
-        residual = irt.theta_ - irt.theta_.mean(0)
+    prior = AbilityPrior.fit(irt, features, groups)
+    x = prior.scaler.transform(features)
     return _FeatureParts(
-        scaler=scaler,
-        theta=_ridge().fit(x, irt.theta_),
-        theta_residual_cov=np.atleast_2d(np.cov(residual.T)) + 1e-3 * np.eye(irt.dims),
-        ridge=_ridge().fit(np.column_stack([design, x]), y),
-        score=_ridge().fit(x, y),
+        prior=prior, ridge=_ridge().fit(np.column_stack([design, x]), y), score=_ridge().fit(x, y)
     )
 
 
@@ -140,9 +154,8 @@ def _predict_parts(
     out = {m: block[m] for m in ("anchors", "anchors-prob", "irt")}
     out["ridge"] = parts.ridge.predict(block["design"])
     for name, fp in feature_parts.items():
-        x = fp.scaler.transform(features[name])
-        prior = fp.theta.predict(x).reshape(len(x), -1)
-        theta = parts.irt.ability(correct, parts.anchors, prior, fp.theta_residual_cov)
+        x = fp.prior.scaler.transform(features[name])
+        theta = parts.irt.ability(correct, parts.anchors, fp.prior.mean(features[name]), fp.prior.cov)
         out[f"irt+{name}"] = 100 * parts.irt.score(theta, correct, parts.anchors)
         out[f"ridge+{name}"] = fp.ridge.predict(np.column_stack([block["design"], x]))
         out[f"features+{name}"] = fp.score.predict(x)

@@ -123,6 +123,26 @@ def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--answers", type=Path, help="with --features: per-probe answers from 'headcast extract --answers'"
     )
+    predict.add_argument(
+        "--adaptive",
+        type=Path,
+        metavar="SUITE_DIR",
+        help="instead of --anchors: ask items of this suite (the fit's --suite) in rounds of one prefill, "
+        "each chosen by what the checkpoint answered so far",
+    )
+    predict.add_argument(
+        "--target-width",
+        type=float,
+        metavar="W",
+        help="with --adaptive: stop a benchmark once its 90%% interval is at most +-W points",
+    )
+    predict.add_argument(
+        "--max-items",
+        type=int,
+        default=16,
+        metavar="N",
+        help="with --adaptive: at most N items per benchmark (default 16)",
+    )
     add_model_flag(predict, DEFAULT_MODEL)
     add_query_flag(
         predict,
@@ -262,10 +282,21 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         if args.probes is None:
             raise HeadcastError("predicting from a checkpoint needs --probes PROBES.jsonl")
+        if args.adaptive is not None and args.anchors is not None:
+            raise HeadcastError("pass --anchors FILE or --adaptive SUITE_DIR, not both")
+        if args.max_items < 1 or (args.target_width is not None and not args.target_width > 0):
+            raise HeadcastError("--max-items must be at least 1 and --target-width above 0 points")
         pipeline = PredictionPipeline(
             model, args.probes, args.anchors, query=args.query, device=args.device, dtype=args.dtype
         )
-        results = pipeline([args.checkpoint], progress=not args.json)
+        if args.adaptive is not None:
+            results, rounds = pipeline.adaptive(
+                args.checkpoint, args.adaptive, args.max_items, args.target_width, progress=not args.json
+            )
+            if not args.json:
+                print(f"adaptive anchors: {rounds} round(s) of one prefill each")
+        else:
+            results = pipeline([args.checkpoint], progress=not args.json)
     if args.json:
         print(json.dumps(next(iter(results.values())) if len(results) == 1 else results))
         return 0

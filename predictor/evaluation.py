@@ -118,3 +118,22 @@ def score_predictions(dataset: Dataset, predicted: pd.DataFrame) -> pd.DataFrame
             row["coverage"] = float(((actual >= lower) & (actual <= upper)).mean())
         rows[benchmark] = row
     return pd.DataFrame(rows).T
+
+
+def ordering_counts(
+    actual: np.ndarray, predicted: np.ndarray, gaps: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per gap: held-out pairs at least that many points apart, and how many the prediction orders right.
+
+    Users pick checkpoints by comparing them, so MAE is not enough. `predicted` is one row of
+    estimates per random draw ([draws, checkpoints], or one row); "right" is averaged over the
+    draws, and a tie in the prediction counts half.
+    """
+    actual = np.asarray(actual, dtype=float)
+    predicted = np.atleast_2d(np.asarray(predicted, dtype=float))
+    first, second = np.triu_indices(len(actual), 1)
+    truth = actual[first] - actual[second]
+    agreement = np.sign(predicted[:, first] - predicted[:, second]) * np.sign(truth)
+    right = ((agreement > 0) + 0.5 * (agreement == 0)).mean(0)
+    apart = np.abs(truth)[None, :] >= np.asarray(gaps, dtype=float)[:, None]  # [gaps, pairs]
+    return apart.sum(1), (apart * right).sum(1)

@@ -4,12 +4,13 @@
 for checkpoints that answered the anchor items, one `correct[<benchmark>/<item>]` and one
 `prob[<benchmark>/<item>]` column per anchor. A benchmark whose anchors were all answered gets the
 anchored estimate (`AnchorPredictor`); any other gets the label-free one (`HeadcastPredictor` on
-confidence and head features), so a probe set without answers still predicts.
+confidence and head features), so a probe set without answers still predicts. `predict_adaptive`
+instead asks one checkpoint items in rounds, chosen by what it has answered so far (`AdaptiveAnchors`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from sklearn.base import BaseEstimator
 
 from headcast.contract import ExtractionContract
 from headcast.errors import HeadcastError
+from headcast.predictor.adaptive import ADAPTIVE_ROUND, AdaptiveAnchors, Answer, ask_in_rounds
 from headcast.predictor.anchor_predictor import AnchorPredictor
 from headcast.predictor.item_results import BenchmarkItems
 from headcast.predictor.models import (
@@ -109,7 +111,42 @@ class HybridPredictor(BaseEstimator):
             for kind in ("correct", "prob")
         ]
         self.chosen_ = {b: m.chosen_ for b, m in self.anchored_.items()}
+        prior = features.get("confidence")
+        self.adaptive_ = {
+            b: AdaptiveAnchors().fit(items[b], prior, np.asarray(groups)) for b in self.benchmarks_
+        }
         return self
+
+    def predict_adaptive(
+        self, X: pd.DataFrame, answer: Answer, max_items: int, target_width: float | None = None
+    ) -> tuple[pd.DataFrame, int]:
+        """One checkpoint's scores from adaptive anchors (`predictor.adaptive`), and the rounds it took.
+
+        `X`: its feature row (the prior comes from its confidence); `answer({benchmark: item ids})`
+        answers one round in one prefill and returns 0/1 per item. Columns as `predict`'s.
+        """
+        if len(X) != 1:
+            raise HeadcastError(f"adaptive anchors answer one checkpoint at a time, got {len(X)} rows")
+        confidence = self.feature_sets_.get("confidence")
+        prior = None if confidence is None else X[confidence].to_numpy(float)
+        models = getattr(self, "adaptive_", None)
+        if models is None:
+            raise HeadcastError(
+                "this model was fitted before adaptive anchors; refit with 'headcast fit --items'"
+            )
+        priors = {b: m.prior_means(prior, 1)[0] for b, m in models.items()}
+
+        def by_index(wanted: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+            return answer({b: [models[b].items_[i] for i in items] for b, items in wanted.items()})
+
+        estimates, rounds = ask_in_rounds(models, priors, by_index, max_items, ADAPTIVE_ROUND, target_width)
+        out = self.label_free_.predict(X[self.feature_names_])
+        for benchmark, estimate in estimates.items():
+            out[benchmark] = estimate.score
+            out[f"{benchmark}_lower"] = max(0.0, estimate.score - estimate.half_width)
+            out[f"{benchmark}_upper"] = min(100.0, estimate.score + estimate.half_width)
+            out[f"{benchmark}_answered"] = len(estimate.asked) > 0
+        return out, rounds
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """HeadcastPredictor's columns, plus `<benchmark>_answered`: whether the anchors were used."""

@@ -45,6 +45,9 @@ def feature_importance(importance: pd.DataFrame, title: str, top: int = 20) -> F
 
 FRONTIER_STYLE = {  # estimator -> (colour, line style, width): answers solid, label-free dashed
     "subset": ("0.45", "-", 1.5),
+    "subset_regression": ("black", "-.", 1.5),
+    "irt_static": ("tab:cyan", ":", 1.5),
+    "adaptive": ("tab:brown", "-", 1.5),
     "anchors": ("tab:blue", "-", 1.5),
     "hybrid_without_heads": ("tab:orange", "-", 4.0),  # wide and under `hybrid`: visible where they agree
     "hybrid": ("tab:red", "-", 1.5),

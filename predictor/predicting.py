@@ -7,7 +7,8 @@ path in the order a prediction needs it, like a transformers `Pipeline` over the
     prepare   the model's extraction contract fixes query, thresholds and dtype; the probe set and
               the anchor file are checked against the model before any work
     measure   head metrics of checkpoint folders (through the content-keyed cache) or of a live model
-    answer    the anchor items in one more small prefill, when the model has anchors
+    answer    the anchor items in one more small prefill, when the model has anchors (or, with
+              `adaptive`, items chosen round by round, one prefill a round)
     predict   `predict_rows`, the pyfunc's own path, on the feature rows and their answer columns
     format    `{benchmark: {score, lower, upper, ood[, answered]}}` per checkpoint
 
@@ -212,8 +213,58 @@ class PredictionPipeline:
             row |= answer_row(measure_live_model(model, processor, self.anchors, self._answering).answers)
         return pd.DataFrame([row])
 
+    def adaptive(
+        self,
+        checkpoint: str | Path,
+        suite: str | Path,
+        max_items: int,
+        target_width: float | None = None,
+        progress: bool = True,
+    ) -> tuple[dict[str, dict[str, Any]], int]:
+        """One checkpoint's scores from adaptive anchors, and the rounds (prefills) they took.
+
+        `suite`: the folder of `<benchmark>.jsonl` files the model's per-item results were on; each
+        round answers every benchmark's next items from it in one prefill.
+        """
+        from headcast.extract import answers_table, extract_features  # torch: only when measuring
+
+        predictor = self.model.predictor
+        if not hasattr(predictor, "predict_adaptive"):
+            raise HeadcastError("adaptive anchors need a model fitted with per-item results ('fit --items')")
+        items = {
+            b: _suite_items(Path(suite), b, predictor.adaptive_[b].items_) for b in self.model.benchmarks
+        }
+        table, _ = extract_features([checkpoint], self.probes, self.settings, None, progress)
+
+        def answer(wanted: dict[str, list[str]]) -> dict[str, list[float]]:
+            probes = [dataclasses.replace(items[b][i], task=b) for b, ids in wanted.items() for i in ids]
+            metrics = extract_features([checkpoint], probes, self._answering, None, progress=False)[1]
+            correct = answers_table(metrics).set_index(["task", "item"])["correct"]
+            return {b: [float(correct[(b, i)]) for i in ids] for b, ids in wanted.items()}
+
+        frame = table.drop(columns=["checkpoint"], errors="ignore")
+        predictions, rounds = predictor.predict_adaptive(frame, answer, max_items, target_width)
+        scores = prediction_json(predictions, benchmarks_of(predictions))[0]
+        return {str(table["checkpoint"].iloc[0]): scores}, rounds
+
     def __call__(
         self, checkpoints: Sequence[str | Path], names: Sequence[str] | None = None, progress: bool = True
     ) -> dict[str, dict[str, Any]]:
         """Checkpoint -> its predicted scores with intervals."""
         return self.model.predict_json(self.features(checkpoints, names, progress))
+
+
+def _suite_items(suite: Path, benchmark: str, ids: Sequence[str]) -> dict[str, Any]:
+    """`benchmark`'s probes in the suite folder by id; every item the model knows must be there."""
+    source = suite / f"{benchmark}.jsonl"
+    if not source.is_file():
+        raise HeadcastError(
+            f"no benchmark file {source} for adaptive anchors; pass the suite folder of the fit"
+        )
+    by_id = {probe.id: probe for probe in read_probes(source)}
+    missing = [item for item in ids if item not in by_id]
+    if missing:
+        raise HeadcastError(
+            f"item {missing[0]!r} of {benchmark!r} is not in {source}; the model was fitted on another suite"
+        )
+    return by_id

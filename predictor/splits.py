@@ -4,7 +4,8 @@ Each splitter follows scikit-learn (`split(X, y, groups)` and `get_n_splits`), s
 into `cross_val_predict`. The protocols, one per use, name a splitter over a `Dataset`:
 `new-run` (whole runs held out), `new-family` (a whole model family held out), `during-training`
 (a fold's runs have their first half of checkpoints benchmarked and their later ones predicted;
-the other folds' runs are fully known).
+the other folds' runs are fully known), `stronger` (the best quarter of checkpoints by mean score
+held out: checkpoints better than any seen, where estimators must extrapolate).
 """
 
 from __future__ import annotations
@@ -68,6 +69,32 @@ class EarlyRowsInTraining:
             yield np.sort(np.concatenate([train, test[early[test]]])), test[~early[test]]
 
 
+class StrongestHeldOut:
+    """One fold: the `share` of rows with the highest mean of `y` held out, every other row trains.
+
+    The `stronger` protocol (Zhang, Dorner and Hardt 2025): during training the next checkpoint is
+    usually the best yet, and an estimator learnt on weaker models must extrapolate to it. `y` is
+    one score per row or a table of them (their mean, NaN skipped); ties keep row order.
+    """
+
+    def __init__(self, share: float = 0.25) -> None:
+        self.share = share
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return 1 if y is not None and len(y) >= 2 else 0
+
+    def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if not self.get_n_splits(X, y, groups):
+            return
+        values = np.asarray(y, dtype=float)
+        mean = np.nanmean(values.reshape(len(values), -1), axis=1)
+        held = min(len(mean) - 1, max(1, int(np.ceil(self.share * len(mean)))))
+        top = np.argsort(-np.nan_to_num(mean, nan=-np.inf), kind="stable")[:held]
+        test = np.zeros(len(mean), dtype=bool)
+        test[top] = True
+        yield np.flatnonzero(~test), np.flatnonzero(test)
+
+
 def run_folds(dataset: Dataset, n_splits: int = 5) -> Folds:
     """Train/test indices that keep each training run whole (the `new-run` protocol)."""
     return list(GroupFolds(n_splits).split(dataset.features, groups=dataset.groups))
@@ -84,10 +111,16 @@ def during_training_folds(dataset: Dataset) -> Folds:
     return list(splitter.split(dataset.features, groups=dataset.groups, order=dataset.steps))
 
 
+def stronger_folds(dataset: Dataset) -> Folds:
+    """The top quarter of checkpoints by mean score held out, trained on the rest (`stronger`)."""
+    return list(StrongestHeldOut().split(dataset.features, dataset.scores))
+
+
 PROTOCOL_FOLDS: dict[str, Callable[[Dataset], Folds]] = {
     "new-run": run_folds,
     "new-family": family_folds,
     "during-training": during_training_folds,
+    "stronger": stronger_folds,
 }
 PROTOCOLS = tuple(PROTOCOL_FOLDS)
 

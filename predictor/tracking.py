@@ -293,7 +293,8 @@ def _log_heatmaps(dataset: Dataset, per_head: pd.DataFrame, limit: int = 12) -> 
 
 
 def log_frontier(result, run_id: str) -> None:
-    """The cost–error frontier into an existing run: a figure, the table, and metrics per estimator and k.
+    """The cost–error frontier into an existing run: a figure, its tables, and metrics per estimator and k
+    (mean MAE, pairs ordered right per gap, the budget allocation's MAE).
 
     Through the client, not `start_run`: the run may belong to another experiment than the active one.
     """
@@ -303,13 +304,26 @@ def log_frontier(result, run_id: str) -> None:
     client.log_figure(run_id, figure, f"plots/frontier_{name}.png")
     plt.close(figure)
     client.log_text(run_id, result.mae.to_csv(), f"frontier_{name}.csv")
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(metric_key("frontier", name, "mean", str(estimator), f"k{k}"), float(value), now, 0)
+    client.log_text(run_id, result.ordering.to_csv(), f"frontier_{name}_ordering.csv")
+    client.log_text(run_id, result.allocation.to_csv(), f"frontier_{name}_allocation.csv")
+    values = {
+        metric_key("frontier", name, "mean", str(estimator), f"k{k}"): value
         for estimator, row in result.mean().iterrows()
         for k, value in row.items()
-        if pd.notna(value)
-    ]
+    }
+    values |= {
+        metric_key("frontier", name, "ordering", str(estimator), f"gap{gap:g}", f"k{k}"): value
+        for (estimator, gap), row in result.ordering.iterrows()
+        for k, value in row.items()
+    }
+    values |= {
+        metric_key("frontier", name, "allocation", f"total{total}", str(column)): value
+        for total, row in result.allocation.iterrows()
+        for column, value in row.items()
+    }
+    values |= {metric_key("frontier", name, "adaptive_rounds", f"k{k}"): n for k, n in result.rounds.items()}
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(value), now, 0) for key, value in values.items() if pd.notna(value)]
     client.log_batch(run_id, metrics=metrics)
 
 

@@ -34,6 +34,10 @@ def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_
     frontier = result["frontier"]
     assert frontier["protocol"] == "new-run" and frontier["k"] == [0, 2, 4, 8, 16, 32]
     assert all(0 <= share <= 1 for share in frontier["hybrid_coverage"])
+    assert set(frontier["ordering"]) == set(FRONTIER_ESTIMATORS) and frontier["allocation"]["total"]
+    logged = MlflowClient().get_run(result["mlflow_run_id"]).data.metrics
+    assert 0 <= logged["frontier.new-run.ordering.hybrid.gap1.k8"] <= 1
+    assert "frontier.new-run.allocation.total64.allocated" in logged
     for estimators in frontier["mae"].values():
         assert set(estimators) == set(FRONTIER_ESTIMATORS)
         assert estimators["subset"][0] is None and estimators["heads"][1] is None

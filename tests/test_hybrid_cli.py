@@ -154,3 +154,27 @@ def test_a_service_job_with_anchors_gets_the_anchored_estimate(in_fitted_folder,
         )
     assert job["status"] == "done", job["error"]
     assert all(entry["answered"] for entry in job["result"]["prediction"].values())
+
+
+def test_adaptive_anchors_ask_the_suite_in_rounds_until_the_cap_or_the_target_width(
+    in_fitted_folder, smoke_zoo, capsys
+):
+    checkpoints, probes, _, _ = in_fitted_folder
+    common = [
+        "predict",
+        checkpoints[-1],
+        "--probes",
+        str(probes),
+        "--adaptive",
+        str(smoke_zoo / "benchmarks"),
+    ]
+    assert main([*common, "--max-items", "8"]) == 0
+    assert "adaptive anchors: 2 round(s)" in capsys.readouterr().out
+    assert main([*common, "--max-items", "8", "--target-width", "1000"]) == 0
+    assert "adaptive anchors: 1 round(s)" in capsys.readouterr().out
+    assert main([*common, "--max-items", "4", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(scores) == 8 and all(entry["answered"] for entry in scores.values())
+    assert all(entry["lower"] <= entry["score"] <= entry["upper"] for entry in scores.values())
+    assert main([*common, "--anchors", "anchors.jsonl"]) == 2
+    assert "not both" in capsys.readouterr().err
