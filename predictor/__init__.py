@@ -35,6 +35,14 @@ if TYPE_CHECKING:
     from headcast.predictor.registry import CHAMPION, REGISTERED_NAME, configure_tracking
     from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS, REGRESSORS
     from headcast.predictor.runs import log_run_predictions, predicted_steps
+    from headcast.predictor.schedule import (
+        CONFIDENCE_SIGNALS,
+        SIGNALS,
+        EvaluationScheduler,
+        evenly_spaced,
+        last_only,
+        trajectory_errors,
+    )
     from headcast.predictor.scores import read_scores
     from headcast.predictor.splits import (
         PROTOCOLS,
@@ -71,6 +79,12 @@ _PUBLIC = {  # name -> the module that defines it
     "REGRESSORS": "headcast.predictor.regressors",
     "log_run_predictions": "headcast.predictor.runs",
     "predicted_steps": "headcast.predictor.runs",
+    "CONFIDENCE_SIGNALS": "headcast.predictor.schedule",
+    "EvaluationScheduler": "headcast.predictor.schedule",
+    "evenly_spaced": "headcast.predictor.schedule",
+    "last_only": "headcast.predictor.schedule",
+    "SIGNALS": "headcast.predictor.schedule",
+    "trajectory_errors": "headcast.predictor.schedule",
     "read_scores": "headcast.predictor.scores",
     "during_training_folds": "headcast.predictor.splits",
     "GroupFolds": "headcast.predictor.splits",
@@ -108,6 +122,12 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "REGRESSORS",
     "log_run_predictions",
     "predicted_steps",
+    "CONFIDENCE_SIGNALS",
+    "EvaluationScheduler",
+    "evenly_spaced",
+    "last_only",
+    "SIGNALS",
+    "trajectory_errors",
     "read_scores",
     "during_training_folds",
     "GroupFolds",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from sklearn.linear_model import LinearRegression, RidgeCV
 
 from headcast.errors import HeadcastError
 from headcast.predictor.models import COVERAGE, conformal_quantile
+from headcast.predictor.pyfunc import prediction_json
 from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS
 from headcast.predictor.splits import GroupFolds
 from headcast.schema import confidence_feature_columns, head_feature_columns
@@ -122,18 +124,25 @@ class ChangeEstimator(BaseEstimator):
         return np.nan_to_num((now.to_numpy(float) - then.to_numpy(float)) / self.scale_.to_numpy())
 
     def _ridges(self, dx: np.ndarray, dy: np.ndarray) -> list[RidgeCV | None]:
+        """One ridge for all benchmarks when every pair has every score (one decomposition), else one each."""
+        if not self.columns_:
+            return [None] * dy.shape[1]
+        if not np.isnan(dy).any():
+            return [RidgeCV(alphas=COARSE_RIDGE_ALPHAS, alpha_per_target=True).fit(dx, dy)]
         ridges: list[RidgeCV | None] = []
         for b in range(dy.shape[1]):
             known = ~np.isnan(dy[:, b])
-            fit = self.columns_ and known.sum() >= 2
-            ridges.append(RidgeCV(alphas=COARSE_RIDGE_ALPHAS).fit(dx[known], dy[known, b]) if fit else None)
+            ridges.append(
+                RidgeCV(alphas=COARSE_RIDGE_ALPHAS).fit(dx[known], dy[known, b]) if known.sum() >= 2 else None
+            )
         return ridges
 
     def _refit(self) -> None:
         self.ridges_ = self._ridges(self.dx_, self.dy_)
 
     def _predict_change(self, ridges: list[RidgeCV | None], dx: np.ndarray) -> np.ndarray:
-        return np.column_stack([np.zeros(len(dx)) if r is None else r.predict(dx) for r in ridges])
+        parts = [np.zeros((len(dx), 1)) if r is None else r.predict(dx).reshape(len(dx), -1) for r in ridges]
+        return np.hstack(parts)
 
     def _half_widths(self) -> dict[str, float]:
         """Out-of-fold residuals of the score change, whole runs held out, as conformal half-widths."""
@@ -378,10 +387,15 @@ class RunSchedule:
         return max(self.scores) if self.scores else None
 
     def decide(
-        self, step: int, features: Mapping[str, float], prediction: Mapping[str, Mapping[str, Any]]
+        self,
+        step: int,
+        features: Mapping[str, float],
+        prediction: Mapping[str, Mapping[str, Any]],
+        plan: bool | None = None,
     ) -> Decision:
         """Benchmark this checkpoint now? `prediction`: its label-free prediction, benchmark -> {score,
-        lower, upper, ood} (as `FittedModel.predict_json` gives it)."""
+        lower, upper, ood} (as `FittedModel.predict_json` gives it). `plan`: the caller's own fixed
+        schedule instead of the scheduler's (its estimates and budget are kept all the same)."""
         sched = self.scheduler
         missing = set(sched.benchmarks_) - set(prediction)
         if missing:
@@ -416,16 +430,22 @@ class RunSchedule:
         need = float(sched.need_.predict(signals[sched.signals_].to_frame().T)[0])
         remaining = max(1, self.checkpoints - len(self.decisions))
         why = should_evaluate(need, self.budget_left, remaining, sched.threshold_)
-        if why == "forced":
+        if plan is not None:
+            why = "plan" if plan else None
+        if why == "plan":
+            reason = "the fixed schedule"
+        elif why == "forced":
             reason = f"budget left for each of the last {remaining} checkpoint(s)"
         elif why == "need":
             because = sched.explain(signals)
             reason = f"expected error {need:.1f} >= {sched.threshold_:.1f} points, most from {because}"
         elif self.budget_left <= 0:
             reason = "budget spent"
+        elif plan is not None:
+            reason = "not in the fixed schedule"
         else:
             reason = f"expected error {need:.1f} < {sched.threshold_:.1f} points"
-        self.budget_left -= why is not None
+        self.budget_left = max(0, self.budget_left - (why is not None))
         decision = Decision(
             step=int(step),
             evaluate=why is not None,
@@ -447,7 +467,7 @@ class RunSchedule:
             raise HeadcastError(
                 f"no checkpoint at step {step} was decided on; record scores of a decided step"
             )
-        missing = set(self.scheduler.benchmarks_) - set(scores)
+        missing = set(self.scheduler.benchmarks_) - set(scores.keys())
         if missing:
             raise HeadcastError(f"the real scores of step {step} lack benchmark(s) {sorted(missing)}")
         real = pd.Series({b: float(scores[b]) for b in self.scheduler.benchmarks_})
@@ -455,3 +475,44 @@ class RunSchedule:
         if self.estimator is not None and last is not None and last < step:
             self.estimator.update(self.features[last], self.scores[last], self.features[step], real)
         self.scores[step] = real
+
+
+def trajectory_errors(
+    schedule: RunSchedule,
+    features: pd.DataFrame,
+    scores: pd.DataFrame,
+    steps: pd.Series,
+    predictions: pd.DataFrame,
+    plan: Sequence[bool] | None = None,
+) -> np.ndarray:
+    """A run scheduled online, checkpoint by checkpoint in step order, with its real scores recorded as
+    soon as they are asked for: each checkpoint's error (mean over benchmarks), 0 where benchmarked.
+    `predictions`: the label-free predictions of its checkpoints; `plan`: a fixed schedule instead."""
+    order = steps.sort_values().index
+    rows = prediction_json(predictions.loc[order], schedule.scheduler.benchmarks_)
+    errors = []
+    for i, (checkpoint, prediction) in enumerate(zip(order, rows, strict=True)):
+        step = int(steps[checkpoint])
+        decision = schedule.decide(
+            step, features.loc[checkpoint], prediction, None if plan is None else plan[i]
+        )
+        truth = scores.loc[checkpoint]
+        if decision.evaluate:
+            schedule.record(step, truth)
+            errors.append(0.0)
+        else:
+            errors.append(
+                float(np.nanmean([abs(decision.estimate[b]["score"] - truth[b]) for b in truth.index]))
+            )
+    return np.asarray(errors)
+
+
+def evenly_spaced(budget: int, checkpoints: int) -> list[bool]:
+    """Every (checkpoints / budget)-th checkpoint, the last one included: the usual fixed schedule."""
+    chosen = {math.ceil((i + 1) * checkpoints / budget) - 1 for i in range(budget)} if budget else set()
+    return [i in chosen for i in range(checkpoints)]
+
+
+def last_only(budget: int, checkpoints: int) -> list[bool]:
+    """The last `budget` checkpoints: benchmark the run where it ends."""
+    return [i >= checkpoints - budget for i in range(checkpoints)]

@@ -7,12 +7,16 @@ import pandas as pd
 import pytest
 
 from headcast.errors import HeadcastError
+from headcast.experiments.scheduling import POLICIES, summarise, trajectory_table
 from headcast.predictor import build_dataset, held_out_predictions, run_folds
 from headcast.predictor.schedule import (
     CONFIDENCE_SIGNALS,
     ChangeEstimator,
     EvaluationScheduler,
     budget_count,
+    evenly_spaced,
+    last_only,
+    trajectory_errors,
 )
 from tests.predictor_data import synthetic_tables
 
@@ -130,3 +134,18 @@ def test_confidence_signals_leave_the_heads_out_of_estimator_and_signals(fitted)
     scheduler = EvaluationScheduler(2, signals=CONFIDENCE_SIGNALS).fit(x, y, g, s, predictions)
     assert "head_change" not in scheduler.signals_
     assert not any("head" in name for name in scheduler.cv_mae_)
+
+
+def test_fixed_schedules_benchmark_where_they_say_and_the_table_holds_every_policy(fitted):
+    scheduler, dataset, predictions, run = fitted
+    for budget in (1, 2, 3):
+        plan = evenly_spaced(budget, len(run))
+        assert sum(plan) == budget and plan[-1] and last_only(budget, len(run))[-budget:] == [True] * budget
+    rows = run.tolist()
+    x, y, s = dataset.features.loc[rows], dataset.scores.loc[rows], dataset.steps.loc[rows]
+    errors = trajectory_errors(scheduler.start(len(run)), x, y, s, predictions.loc[rows], evenly_spaced(2, 5))
+    assert np.flatnonzero(errors == 0).tolist() == [2, 4] and (errors[[0, 1, 3]] > 0).all()
+    table = trajectory_table(build_dataset(*synthetic_tables(6, seed=1)), "ridge", budgets=(2,))
+    assert set(table["policy"]) == set(POLICIES) and table.groupby("policy").size().eq(6).all()
+    summary = summarise(table)
+    assert list(summary.index) == [*POLICIES, "heads - confidence"] and " ± " in summary.iloc[0, 0]
