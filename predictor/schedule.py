@@ -32,10 +32,12 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import LinearRegression, RidgeCV
 
 from headcast.errors import HeadcastError
+from headcast.predictor.dataset import Dataset
+from headcast.predictor.evaluation import held_out_predictions
 from headcast.predictor.models import COVERAGE, conformal_quantile
 from headcast.predictor.pyfunc import prediction_json
 from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS
-from headcast.predictor.splits import GroupFolds
+from headcast.predictor.splits import GroupFolds, run_folds
 from headcast.schema import confidence_feature_columns, head_feature_columns
 
 SIGNALS = ("unbenchmarked", "width", "ood", "steps", "confidence_change", "head_change")
@@ -516,3 +518,37 @@ def evenly_spaced(budget: int, checkpoints: int) -> list[bool]:
 def last_only(budget: int, checkpoints: int) -> list[bool]:
     """The last `budget` checkpoints: benchmark the run where it ends."""
     return [i >= checkpoints - budget for i in range(checkpoints)]
+
+
+def fit_scheduler(
+    dataset: Dataset, budget: float, estimator: str = "auto", signals: Sequence[str] = SIGNALS
+) -> EvaluationScheduler:
+    """A scheduler fitted on the checkpoints a predictor is fitted on: their label-free predictions come
+    from models fitted without their run, as a new run's do (`estimator`: the predictor's)."""
+    predictions = held_out_predictions(dataset, estimator, run_folds(dataset))
+    return EvaluationScheduler(budget, signals).fit(
+        dataset.features, dataset.scores, dataset.groups, dataset.steps, predictions
+    )
+
+
+def resolve_scheduler(
+    scheduler: EvaluationScheduler | Dataset | None, budget: float | None
+) -> EvaluationScheduler:
+    """A fitted scheduler for `budget`: the one given (its budget must be `budget`, when given) or one
+    fitted on the given training checkpoints."""
+    if isinstance(scheduler, EvaluationScheduler):
+        if not hasattr(scheduler, "threshold_"):
+            raise HeadcastError("the EvaluationScheduler is not fitted; fit it, or pass the training Dataset")
+        if budget is not None and budget != scheduler.budget:
+            raise HeadcastError(
+                f"the scheduler was fitted for budget={scheduler.budget}, not {budget}; refit it for {budget}"
+            )
+        return scheduler
+    if isinstance(scheduler, Dataset):
+        if budget is None:
+            raise HeadcastError("scheduling needs budget=N (full evaluations per run) or a share in (0, 1]")
+        return fit_scheduler(scheduler, budget)
+    raise HeadcastError(
+        "budget= needs scheduler=: a fitted EvaluationScheduler, or the Dataset of benchmarked checkpoints "
+        "(build_dataset(features, scores)) to fit one on"
+    )
