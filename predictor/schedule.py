@@ -404,7 +404,7 @@ class RunSchedule:
             raise HeadcastError(
                 f"the prediction lacks benchmark(s) {sorted(missing)} the scheduler was fitted on"
             )
-        row = pd.Series(features, dtype=float).reindex(sched.scale_.index)
+        row = pd.Series(dict(features), dtype=object).reindex(sched.scale_.index).astype(float)
         self.features[step] = row
         predicted = pd.DataFrame(
             [
