@@ -37,6 +37,7 @@ from headcast.errors import HeadcastError
 from headcast.predictor.dataset import Dataset
 from headcast.predictor.metric_names import metric_key, prediction_metrics
 from headcast.predictor.predicting import FittedModel, PredictionPipeline
+from headcast.predictor.runs import chart_view_link
 from headcast.predictor.schedule import Decision, EvaluationScheduler, RunSchedule, resolve_scheduler
 from headcast.schema import CONTRACT_COLUMN
 
@@ -199,6 +200,7 @@ class HeadcastCallback(TrainerCallback):
         self.schedule: RunSchedule | None = None
         self.requests: list[EvaluationRequest] = []
         self.run_id: str | None = None
+        self._ended = False
 
     def measure(self, model, step: int, checkpoint: Path | None = None) -> dict[str, float]:
         """Log at `step` (once per step, however many events ask for it), and schedule when budgeted."""
@@ -237,6 +239,25 @@ class HeadcastCallback(TrainerCallback):
         self.schedule.record(step, scores)
         metrics = {metric_key(self.prefix, "score", b, sep="/"): float(v) for b, v in scores.items()}
         log_at_step(metrics, step, self.run_id)
+        if self._ended:  # scores that came back after training: the figure shows them too
+            self.log_schedule_figure()
+
+    def log_schedule_figure(self) -> str:
+        """The run's schedule as `plots/schedule.png` in its MLflow run; returns the chart-view link of
+        its experiment (where the `est/`, `score/` and `schedule/` metrics compare across runs)."""
+        # here, not at the top: matplotlib only for a run that was scheduled
+        import matplotlib.pyplot as plt
+
+        from headcast.predictor.plots import schedule_plot
+
+        if self.schedule is None or self.run_id is None or self.scheduler is None:
+            raise HeadcastError("nothing was scheduled yet; pass budget= and train first")
+        title = f"full evaluations: {len(self.requests)} of budget {self.scheduler.budget}"
+        figure = schedule_plot(self.schedule.decisions, self.schedule.scores, title)
+        client = mlflow.MlflowClient()
+        client.log_figure(self.run_id, figure, "plots/schedule.png")
+        plt.close(figure)
+        return chart_view_link(client.get_run(self.run_id).info.experiment_id)
 
     @property
     def pending(self) -> list[EvaluationRequest]:
@@ -267,6 +288,10 @@ class HeadcastCallback(TrainerCallback):
             self.measure(model, state.global_step, saved if saved.is_dir() else None)
 
     def on_train_end(self, args, state, control, **kwargs):
+        if self.schedule is not None and state.is_world_process_zero:
+            self._ended = True
+            link = self.log_schedule_figure()
+            print(f"headcast: the evaluation schedule, charted beside the other runs: {link}")
         if self._own_run:
             mlflow.end_run()
             self._own_run = False

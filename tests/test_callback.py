@@ -129,7 +129,7 @@ def train_with(callback, model, examples, tmp_path, steps=STEPS):
 
 
 def test_a_budgeted_run_asks_for_its_evaluations_logs_why_and_starts_later_estimates_from_real_scores(
-    in_store, zoo_run, scheduler, tmp_path
+    in_store, zoo_run, scheduler, tmp_path, capsys
 ):
     model, processor, examples, probes = zoo_run
     real = {"count": 33.0, "pope": 61.0}
@@ -162,6 +162,9 @@ def test_a_budgeted_run_asks_for_its_evaluations_logs_why_and_starts_later_estim
     assert all(name == scheduler.estimator_name_ for name in later)
     estimates = client.get_metric_history(run.info.run_id, "headcast/est/count")
     assert sorted(m.step for m in estimates) == [2, 4, 6]
+    assert "plots/schedule.png" in {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    link = f"/#/experiments/{run.info.experiment_id}/runs?compareRunsMode=CHART"
+    assert link in capsys.readouterr().out
 
 
 def test_requests_wait_without_a_hook_and_scores_recorded_after_training_land_in_the_run(
