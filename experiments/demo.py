@@ -101,6 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
     # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor import (
         build_dataset,
+        chart_view_link,
         fit_and_track,
         load_item_results,
         log_frontier,
@@ -132,6 +133,8 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     result = summary(report, dataset)
     result["training_runs"] = log_held_out_predictions(zoo, dataset, report.predictions, args.zoo_experiment)
+    training_runs = mlflow.get_experiment_by_name(result["training_runs"])
+    result["training_runs_charts"] = chart_view_link(training_runs.experiment_id) if training_runs else None
     anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")
     result["anchors"] = str(write_anchor_probes(anchors, layout.benchmarks, layout.anchors))
     frontiers = [measure_frontier(dataset, matrices, protocol, jobs=args.jobs) for protocol in args.protocols]
@@ -181,6 +184,8 @@ def print_results(result: dict, report: FitReport, dataset: Dataset, frontiers: 
         f"training runs, held-out predictions beside measured scores: MLflow experiment "
         f"{result['training_runs']!r} ('.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db')"
     )
+    if result["training_runs_charts"]:
+        print(f"their charts (the UI may open the experiment elsewhere): {result['training_runs_charts']}")
     if "report" in result:
         print(f"findings report: {result['report']}")
 

@@ -11,6 +11,7 @@ scheduler's within-run estimator). Policies:
     scheduler            `EvaluationScheduler` with confidence signals only (heads out of its
                          signals and of its within-run estimator)
     scheduler + heads    with the head-metric signals added
+    no full evaluation   the label-free prediction of every checkpoint, for reference
 
 The fixed schedules use the confidence scheduler's estimates, so they differ from it only in where the
 budget goes. Whole runs are held out (5 folds): the label-free predictor and the schedulers are fitted
@@ -50,6 +51,7 @@ from headcast.predictor import (
 
 BUDGETS = (1, 2, 3)
 POLICIES = ("evenly spaced", "last-only", "scheduler", "scheduler + heads")
+LABEL_FREE_ONLY = "no full evaluation"
 
 
 def zoo_dataset(zoo: Path) -> Dataset:
@@ -104,7 +106,10 @@ def trajectory_table(
                         label_free.loc[index],
                         plans.get(policy),
                     )
-                    records.append({"run": run, "budget": budget, "policy": policy, "mae": errors.mean()})
+                    record = {"run": run, "budget": budget, "policy": policy, "mae": errors.mean()}
+                    records.append(record | {"estimator": scheduler.estimator_name_})
+                alone = (label_free.loc[index, held.benchmarks] - held.scores.loc[index]).abs().mean(axis=1)
+                records.append({"run": run, "budget": budget, "policy": LABEL_FREE_ONLY, "mae": alone.mean()})
     return pd.DataFrame(records)
 
 
@@ -115,7 +120,13 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     grouped = wide.groupby(level="budget")
     mean, se = grouped.mean(), grouped.std(ddof=1) / np.sqrt(grouped.size().to_numpy()[:, None])
     cells = mean.round(2).astype(str) + " ± " + se.round(2).astype(str)
-    return cells[[*POLICIES, "heads - confidence"]].T
+    return cells[[LABEL_FREE_ONLY, *POLICIES, "heads - confidence"]].T
+
+
+def chosen_estimators(table: pd.DataFrame) -> pd.DataFrame:
+    """How often each within-run estimator was chosen on the training folds, per scheduler and budget."""
+    schedulers = table[table["policy"].str.startswith("scheduler")]
+    return schedulers.groupby(["policy", "budget"])["estimator"].value_counts().unstack(fill_value=0)
 
 
 def main() -> None:
@@ -136,6 +147,7 @@ def main() -> None:
                 f"\n{zoo.name}: {runs} runs, {checkpoints} checkpoints; trajectory MAE, mean ± SE across runs"
             )
             print(summarise(table))
+            print("\nwithin-run estimator chosen (held-out runs)\n", chosen_estimators(table))
             tables.append(table)
     if len(tables) > 1:
         pooled = pd.concat(tables).assign(run=lambda t: t["zoo"] + "/" + t["run"])

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
     from headcast.predictor.registry import CHAMPION, REGISTERED_NAME, configure_tracking
     from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS, REGRESSORS
-    from headcast.predictor.runs import log_run_predictions, predicted_steps
+    from headcast.predictor.runs import chart_view_link, log_run_predictions, predicted_steps
     from headcast.predictor.schedule import (
         CONFIDENCE_SIGNALS,
         SIGNALS,
@@ -77,6 +77,7 @@ _PUBLIC = {  # name -> the module that defines it
     "REGISTERED_NAME": "headcast.predictor.registry",
     "COARSE_RIDGE_ALPHAS": "headcast.predictor.regressors",
     "REGRESSORS": "headcast.predictor.regressors",
+    "chart_view_link": "headcast.predictor.runs",
     "log_run_predictions": "headcast.predictor.runs",
     "predicted_steps": "headcast.predictor.runs",
     "CONFIDENCE_SIGNALS": "headcast.predictor.schedule",
@@ -120,6 +121,7 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "REGISTERED_NAME",
     "COARSE_RIDGE_ALPHAS",
     "REGRESSORS",
+    "chart_view_link",
     "log_run_predictions",
     "predicted_steps",
     "CONFIDENCE_SIGNALS",

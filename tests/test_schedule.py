@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from headcast.errors import HeadcastError
-from headcast.experiments.scheduling import POLICIES, summarise, trajectory_table
+from headcast.experiments.scheduling import LABEL_FREE_ONLY, POLICIES, summarise, trajectory_table
 from headcast.predictor import build_dataset, held_out_predictions, run_folds
 from headcast.predictor.schedule import (
     CONFIDENCE_SIGNALS,
@@ -146,6 +146,7 @@ def test_fixed_schedules_benchmark_where_they_say_and_the_table_holds_every_poli
     errors = trajectory_errors(scheduler.start(len(run)), x, y, s, predictions.loc[rows], evenly_spaced(2, 5))
     assert np.flatnonzero(errors == 0).tolist() == [2, 4] and (errors[[0, 1, 3]] > 0).all()
     table = trajectory_table(build_dataset(*synthetic_tables(6, seed=1)), "ridge", budgets=(2,))
-    assert set(table["policy"]) == set(POLICIES) and table.groupby("policy").size().eq(6).all()
+    assert set(table["policy"]) == {*POLICIES, LABEL_FREE_ONLY} and table.groupby("policy").size().eq(6).all()
     summary = summarise(table)
-    assert list(summary.index) == [*POLICIES, "heads - confidence"] and " ± " in summary.iloc[0, 0]
+    assert list(summary.index) == [LABEL_FREE_ONLY, *POLICIES, "heads - confidence"]
+    assert " ± " in summary.iloc[0, 0]
