@@ -172,6 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
     # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
     from headcast.predictor import (
         build_dataset,
+        chart_view_link,
         fit_and_track,
         load_item_results,
         log_frontier,
@@ -211,6 +212,9 @@ def run_demo(args: argparse.Namespace) -> int:
         result["training_runs"] = log_held_out_predictions(
             zoo, dataset, report.predictions, args.zoo_experiment
         )
+        training_runs = mlflow.get_experiment_by_name(result["training_runs"])
+        charts = chart_view_link(training_runs.experiment_id) if training_runs else None
+        result["training_runs_charts"] = charts
         anchors = mlflow.artifacts.load_dict(f"runs:/{report.run_id}/anchors.json")
         result["anchors"] = str(write_anchor_probes(anchors, layout.benchmarks, layout.anchors))
     with _timed(seconds, "frontier"):
@@ -267,6 +271,8 @@ def print_results(result: dict, report: FitReport, dataset: Dataset, frontiers: 
         f"training runs, held-out predictions beside measured scores: MLflow experiment "
         f"{result['training_runs']!r} ('.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db')"
     )
+    if result["training_runs_charts"]:
+        print(f"their charts (the UI may open the experiment elsewhere): {result['training_runs_charts']}")
     if "report" in result:
         print(f"findings report: {result['report']}")
     print(f"\ntime per stage: {format_stages(result['seconds'], result.get('zoo_jobs'))}")

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from headcast.predictor.models import HeadcastPredictor, label_free_feature_sets
     from headcast.predictor.registry import CHAMPION, REGISTERED_NAME, configure_tracking
     from headcast.predictor.regressors import COARSE_RIDGE_ALPHAS, REGRESSORS
-    from headcast.predictor.runs import log_run_predictions, predicted_steps
+    from headcast.predictor.runs import chart_view_link, log_run_predictions, predicted_steps
+    from headcast.predictor.schedule import (
+        CONFIDENCE_SIGNALS,
+        SIGNALS,
+        EvaluationScheduler,
+        evenly_spaced,
+        last_only,
+        trajectory_errors,
+    )
     from headcast.predictor.scores import read_scores
     from headcast.predictor.splits import (
         PROTOCOLS,
@@ -69,8 +77,15 @@ _PUBLIC = {  # name -> the module that defines it
     "REGISTERED_NAME": "headcast.predictor.registry",
     "COARSE_RIDGE_ALPHAS": "headcast.predictor.regressors",
     "REGRESSORS": "headcast.predictor.regressors",
+    "chart_view_link": "headcast.predictor.runs",
     "log_run_predictions": "headcast.predictor.runs",
     "predicted_steps": "headcast.predictor.runs",
+    "CONFIDENCE_SIGNALS": "headcast.predictor.schedule",
+    "EvaluationScheduler": "headcast.predictor.schedule",
+    "evenly_spaced": "headcast.predictor.schedule",
+    "last_only": "headcast.predictor.schedule",
+    "SIGNALS": "headcast.predictor.schedule",
+    "trajectory_errors": "headcast.predictor.schedule",
     "read_scores": "headcast.predictor.scores",
     "during_training_folds": "headcast.predictor.splits",
     "GroupFolds": "headcast.predictor.splits",
@@ -106,8 +121,15 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "REGISTERED_NAME",
     "COARSE_RIDGE_ALPHAS",
     "REGRESSORS",
+    "chart_view_link",
     "log_run_predictions",
     "predicted_steps",
+    "CONFIDENCE_SIGNALS",
+    "EvaluationScheduler",
+    "evenly_spaced",
+    "last_only",
+    "SIGNALS",
+    "trajectory_errors",
     "read_scores",
     "during_training_folds",
     "GroupFolds",

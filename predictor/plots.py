@@ -1,6 +1,9 @@
-"""Figures people look at: predicted vs actual per benchmark, residuals, feature importance."""
+"""Figures people look at: predicted vs actual per benchmark, residuals, feature importance, schedules."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -85,6 +88,45 @@ def frontier_plot(mae: pd.DataFrame, title: str) -> Figure:
         ax.minorticks_off()
         ax.set_ylim(bottom=0)
     for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=6)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def schedule_plot(decisions: Sequence[Any], scores: Mapping[int, Mapping[str, float]], title: str) -> Figure:
+    """A training run's schedule, one panel per benchmark: the estimate in use at each step with its
+    interval, the real scores where they were measured, and a marker where a full evaluation was asked for.
+
+    `decisions`: the run's `Decision`s in step order; `scores`: step -> benchmark -> real score.
+    """
+    benchmarks = list(decisions[0].estimate) if decisions else []
+    cols = min(4, max(1, len(benchmarks)))
+    rows = max(1, -(-len(benchmarks) // cols))
+    figure, axes = plt.subplots(
+        rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, layout="constrained"
+    )
+    steps = [d.step for d in decisions]
+    asked = [d.step for d in decisions if d.evaluate]
+    for ax, benchmark in zip(axes.ravel(), benchmarks, strict=False):
+        estimate = [d.estimate[benchmark] for d in decisions]
+        ax.fill_between(
+            steps,
+            [e["lower"] for e in estimate],
+            [e["upper"] for e in estimate],
+            color="tab:blue",
+            alpha=0.15,
+        )
+        ax.plot(steps, [e["score"] for e in estimate], color="tab:blue", marker=".", label="estimate")
+        real = sorted((step, values[benchmark]) for step, values in scores.items() if benchmark in values)
+        if real:
+            ax.scatter(*zip(*real, strict=True), color="black", zorder=3, s=18, label="real score")
+        if asked:
+            ax.scatter(
+                asked, [100] * len(asked), marker="v", color="tab:red", s=30, label="evaluation asked for"
+            )
+        ax.set(title=benchmark, xlabel="step", ylabel="score (%)", ylim=(0, 104))
+    for ax in axes.ravel()[len(benchmarks) :]:
         ax.axis("off")
     axes.ravel()[0].legend(fontsize=6)
     figure.suptitle(title, fontsize=10)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
@@ -24,6 +25,15 @@ from headcast.predictor.predicting import PredictionPipeline
 from headcast.predictor.pyfunc import benchmarks_of, prediction_json
 
 CHECKPOINTS_PARAM = "output_dir"
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+
+
+def chart_view_link(experiment_id: str, tracking_uri: str | None = None) -> str:
+    """The MLflow UI page comparing an experiment's runs as charts. Opened plainly, MLflow 3's UI may land
+    on the experiment's GenAI overview instead; this link goes straight to the training runs' charts."""
+    uri = tracking_uri if tracking_uri is not None else mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else MLFLOW_UI
+    return f"{base}/#/experiments/{experiment_id}/runs?compareRunsMode=CHART"
 
 
 def log_run_predictions(run_id: str, steps: Sequence[int], predictions: pd.DataFrame) -> int:

@@ -48,6 +48,9 @@ def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_
     training = MlflowClient().get_experiment_by_name(result["training_runs"])
     runs = MlflowClient().search_runs([training.experiment_id])
     assert len(runs) == 3 and training.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert result["training_runs_charts"].endswith(
+        f"/#/experiments/{training.experiment_id}/runs?compareRunsMode=CHART"
+    )
     for run in runs:  # each checkpoint's held-out prediction, with its interval, beside its measured score
         measured = MlflowClient().get_metric_history(run.info.run_id, "score/pope_random")
         predicted = MlflowClient().get_metric_history(run.info.run_id, "pred/pope_random")

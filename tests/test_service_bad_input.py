@@ -172,8 +172,9 @@ def test_an_unexpected_error_in_a_job_is_one_line_for_the_client_and_a_traceback
 
 
 def test_limits_are_serve_options(store, served):
-    args = build_parser().parse_args(["serve", "--keep-jobs", "1", "--max-pending", "3", "--batch-size", "2"])
-    assert limits_from(args) == Limits(max_pending=3, keep_jobs=1, batch_size=2)
+    flags = ["--keep-jobs", "1", "--max-pending", "3", "--batch-size", "2", "--keep-runs", "5"]
+    args = build_parser().parse_args(["serve", *flags])
+    assert limits_from(args) == Limits(max_pending=3, keep_jobs=1, batch_size=2, keep_runs=5)
     assert limits_from(build_parser().parse_args(["serve"])) == Limits()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(store)

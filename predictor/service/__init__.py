@@ -3,6 +3,8 @@
     GET  /health          liveness, and whether a model is loaded
     GET  /model           the served model: registered name, version, alias, schema, benchmarks
     POST /predict         {"features": {...}} or {"rows": [...]}: scores, intervals, OOD flag
+    POST /schedule        {"run", "step", "checkpoints", "features", "scores"}: whether this training
+                          checkpoint gets a full benchmark run now, why, and its estimate
     POST /jobs            {"checkpoint": PATH, "probes": PATH}: extraction + prediction, queued
                           (with the model's extraction contract: its query, thresholds, dtype, probe set)
     GET  /jobs/{id}       status, progress and, when done, the prediction
@@ -17,6 +19,7 @@ worker, so the service starts in seconds. One module per job, read in this order
     schemas.py      request bodies (pydantic, unknown fields refused) and their error messages
     prediction.py   feature rows -> predicted scores, through the pyfunc's one prediction path
     batching.py     rows of concurrent /predict requests predicted together, on one thread
+    schedules.py    the evaluation schedule of each training run posted to /schedule
     paths.py        job paths must lie inside a --root, images of the probe file included
     jobs.py         the job queue: one worker thread runs extraction + prediction, FIFO
     job_runs.py     each finished job as an MLflow run

@@ -21,6 +21,7 @@ from headcast.contract import check_probe_set, extraction_options
 from headcast.errors import HeadcastError
 from headcast.extract import probe_set_hash, read_probes
 from headcast.predictor.registry import DEFAULT_MODEL
+from headcast.predictor.schedule import EvaluationScheduler
 from headcast.predictor.service.batching import RowBatcher
 from headcast.predictor.service.errors import ServiceError
 from headcast.predictor.service.jobs import JobQueue, JobStore
@@ -29,7 +30,8 @@ from headcast.predictor.service.middleware import BodyLimit
 from headcast.predictor.service.model import ModelSlot
 from headcast.predictor.service.paths import job_paths
 from headcast.predictor.service.prediction import check_rows, predict_many
-from headcast.predictor.service.schemas import JobRequest, PredictRequest, validation_message
+from headcast.predictor.service.schedules import RunSchedules
+from headcast.predictor.service.schemas import JobRequest, PredictRequest, ScheduleRequest, validation_message
 
 log = logging.getLogger("headcast.serve")
 
@@ -58,10 +60,12 @@ def create_app(
     experiment: str = "headcast-serve",
     limits: Limits | None = None,
     state_dir: str | Path | None = None,
+    scheduler: EvaluationScheduler | None = None,
 ) -> FastAPI:
     """The service as an ASGI app; `headcast serve` runs it under uvicorn.
 
     `state_dir`: where the jobs are kept (`jobs.sqlite`) across restarts; None keeps them in memory.
+    `scheduler`: a fitted `EvaluationScheduler` for POST /schedule (without one, that route answers 409).
     """
     limits = limits or Limits()
     resolved_roots = [Path(r).resolve() for r in roots]
@@ -71,6 +75,7 @@ def create_app(
     store = None if state_dir is None else JobStore(Path(state_dir) / "jobs.sqlite")
     jobs = JobQueue(slot, device, dtype, experiment, limits, store)
     batcher = RowBatcher(predict_many, limits.max_rows)
+    schedules = RunSchedules(scheduler, limits.keep_runs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,6 +132,10 @@ def create_app(
             check_probe_set(model.contract, probe_set_hash(read_probes(paths.probes)), where)
         job = jobs.submit(paths.checkpoint, paths.probes, query, paths.anchors)
         return {"id": job.id, "status": job.status, "url": f"/jobs/{job.id}"}
+
+    @app.post("/schedule")
+    def schedule(body: ScheduleRequest) -> dict[str, Any]:
+        return schedules.decide(slot.get(), body)
 
     @app.get("/jobs/{job_id}")
     def job_status(job_id: str) -> dict[str, Any]:

@@ -65,6 +65,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         ("--max-rows", "feature rows per POST /predict"),
         ("--max-pending", "jobs waiting in the queue; more get 429"),
         ("--keep-jobs", "finished jobs kept for GET /jobs/{id}"),
+        ("--keep-runs", "training runs whose schedules POST /schedule keeps"),
         ("--batch-size", "probes per forward pass in a job"),
     ):
         value = getattr(default, flag[2:].replace("-", "_"))

@@ -15,6 +15,7 @@ class Limits:
     max_rows: int = 256  # rows per POST /predict
     max_pending: int = 32  # queued jobs; more get 429
     keep_jobs: int = 1000  # finished jobs remembered for GET /jobs/{id}
+    keep_runs: int = 1000  # training runs whose schedules POST /schedule remembers (oldest dropped)
     batch_size: int = 8  # probes per forward pass in a job
 
     def __post_init__(self) -> None:

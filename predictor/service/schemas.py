@@ -80,6 +80,29 @@ class JobRequest(BaseModel):
         return value
 
 
+class ScheduleRequest(BaseModel):
+    """A training run's next checkpoint (its feature row at `step`), and real scores that came back since."""
+
+    model_config = ConfigDict(extra="forbid")
+    run: str = Field(min_length=1, max_length=256, description="the training run, named by the client")
+    step: int = Field(ge=0, description="the checkpoint's training step; steps of a run only grow")
+    checkpoints: int = Field(ge=1, le=100_000, description="how many checkpoints the run will have")
+    features: dict[str, Any] = Field(description="the checkpoint's feature row: name -> number")
+    scores: dict[int, dict[str, float]] = Field(
+        default_factory=dict,
+        description="real scores of earlier evaluated steps: step -> benchmark -> percent",
+    )
+
+    @model_validator(mode="after")
+    def _checked(self) -> ScheduleRequest:
+        _check_row(self.features, "features")
+        for step, scores in self.scores.items():
+            for benchmark, score in scores.items():
+                if not (math.isfinite(score) and 0 <= score <= 100):
+                    raise ValueError(f"scores.{step}.{benchmark} must be a percentage in [0, 100]")
+        return self
+
+
 def validation_message(errors: Sequence[dict]) -> str:
     """Pydantic's errors as one line: `where: what` for the first five."""
     parts = []
