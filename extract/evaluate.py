@@ -273,7 +273,8 @@ def evaluate(
         evaluate_checkpoint, suite=suite, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens
     )
     if ray is None:
-        per_checkpoint = [score(path) for path in tqdm(paths, desc="evaluate", unit="checkpoint")]
+        with tqdm(paths, desc="evaluate", unit="checkpoint") as bar:  # closed before an error is shown
+            per_checkpoint = [score(path) for path in bar]
     else:
         per_checkpoint = map_on_ray(score, [path.resolve() for path in paths], ray, desc="evaluate")
     items = [

@@ -14,6 +14,7 @@ import pytest
 from headcast.cli import main
 from headcast.errors import HeadcastError
 from headcast.extract import read_probes
+from headcast.extract.evaluate import evaluate, items_path
 from headcast.extract.pipeline import extract_features
 from headcast.scale import RayOptions, connect, import_ray
 from headcast.tables import read_features
@@ -100,6 +101,15 @@ def test_a_rerun_after_a_partial_run_computes_only_the_missing_checkpoints(
     table, _ = extract_features(zoo_checkpoints, probes, ray=options, progress=False)
     assert worker_entries(cluster) == CHECKPOINTS - 2
     assert_same_table(table, sequential)
+
+
+def test_evaluate_on_the_cluster_scores_as_the_plain_loop(cluster, smoke_zoo, zoo_checkpoints, tmp_path):
+    paths, suite = zoo_checkpoints[:2], smoke_zoo / "benchmarks"
+    want = evaluate(paths, suite, tmp_path / "plain.csv", "cpu")
+    got = evaluate(paths, suite, tmp_path / "ray.csv", "cpu", ray=RayOptions(cluster.address))
+    assert got == want
+    items = [pd.read_parquet(items_path(tmp_path / f"{name}.csv")) for name in ("plain", "ray")]
+    pd.testing.assert_frame_equal(*items)
 
 
 def test_a_worker_node_lost_mid_run_is_retried_and_the_table_is_unchanged(

@@ -43,7 +43,12 @@ def start_server(store, root, state_dir, port) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:
             return False
 
-    wait_for(healthy, 180, "the server to answer /health")  # the machine may be busy
+    try:
+        wait_for(healthy, 180, "the server to answer /health")  # the machine may be busy
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     return process, url
 
 

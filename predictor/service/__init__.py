@@ -21,7 +21,8 @@ worker, so the service starts in seconds. One module per job, read in this order
     batching.py     rows of concurrent /predict requests predicted together, on one thread
     schedules.py    the evaluation schedule of each training run posted to /schedule
     paths.py        job paths must lie inside a --root, images of the probe file included
-    jobs.py         the job queue: one worker thread runs extraction + prediction, FIFO
+    jobs.py         the job queue: one worker thread runs extraction + prediction, FIFO; the
+                    SQLite JobStore that keeps jobs across restarts (--state-dir)
     job_runs.py     each finished job as an MLflow run
     middleware.py   the request body limit (413), chunked uploads included
     app.py          the FastAPI app: routes and error handlers
