@@ -11,12 +11,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tests.servers import free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -39,12 +40,6 @@ def _session_token() -> Path:
 if "ray" in sys.modules:
     raise RuntimeError("tests.ray_cluster must be imported before ray: Ray reads its auth token on import")
 TOKEN = _session_token()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RayCluster:

@@ -23,7 +23,7 @@ from headcast.errors import HeadcastError
 from headcast.extract.probes import probe_set_hash, read_probes
 from headcast.predictor.tracking import configure_tracking
 from headcast.tables import read_features, write_features
-from tests.test_service import wait_for
+from tests.servers import wait_for
 from tests.tiny_probes import write_tiny_probe_set
 
 # three runs of two checkpoints; all but the last shape are made by other test files too (session fixture)

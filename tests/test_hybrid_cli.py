@@ -136,7 +136,7 @@ def test_a_service_job_with_anchors_gets_the_anchored_estimate(in_fitted_folder,
     from fastapi.testclient import TestClient
 
     from headcast.predictor.service import create_app
-    from tests.test_service import wait_for
+    from tests.servers import wait_for
 
     checkpoints, probes, anchors, _ = in_fitted_folder
     roots = [smoke_zoo, anchors.parent]

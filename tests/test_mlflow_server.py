@@ -10,7 +10,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
@@ -19,7 +18,7 @@ from headcast.cli import main
 from headcast.predictor.registry import configure_tracking
 from headcast.predictor.service.job_runs import log_job_run
 from headcast.predictor.service.jobs import Job
-from tests.test_service import free_port, wait_for
+from tests.servers import free_port, wait_healthy
 
 WRITERS = 8
 
@@ -41,16 +40,8 @@ def tracking_server(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
 
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"mlflow server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(healthy, 90, "mlflow server to answer /health")
+        wait_healthy(process, url, 90, "mlflow server")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,8 +16,7 @@ from headcast.predictor.service import create_app
 from headcast.predictor.tracking import fit_and_track
 from headcast.schema import FEATURE_SCHEMA_VERSION
 from tests.predictor_data import synthetic_tables
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.servers import start_serve, stop, wait_for
 
 http = httpx.Client(timeout=60.0)  # generous: the test shares two cores with everything else
 
@@ -68,48 +62,14 @@ def client(store, root):
             yield test_client
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def server(store, root):
     """`python -m headcast serve` in a real process on a free loopback port."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = str(REPO)
-    command = [sys.executable, "-m", "headcast", "serve", "--port", str(port), "--root", str(root)]
-    process = subprocess.Popen(
-        [*command, "--device", "cpu", "--log-level", "warning"], cwd=store, env=env, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            return http.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
+    process, url = start_serve(store, root)
     try:
-        wait_for(healthy, 60, "the server to answer /health")
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 def test_server_process_answers_health_model_predict_and_a_checkpoint_job(

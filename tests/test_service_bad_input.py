@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -26,7 +23,8 @@ from headcast.predictor.service import Limits, create_app
 from headcast.predictor.service.cli import limits_from
 from headcast.predictor.service.jobs import Job, JobQueue
 from headcast.predictor.service.model import ModelSlot
-from tests.test_service import REPO, champion_store, feature_row, free_port, wait_for
+from tests.servers import start_serve, stop, wait_for
+from tests.test_service import champion_store, feature_row
 
 
 @pytest.fixture(scope="module")
@@ -188,23 +186,8 @@ def test_limits_are_serve_options(store, served):
 
 
 def test_row_and_body_limits_set_on_the_command_line_hold_on_a_real_server(store, served):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "headcast", "serve", "--port", str(port), "--root", str(served)]
-    limits = ["--max-rows", "1", "--max-body-bytes", "20000", "--log-level", "warning"]
-    process = subprocess.Popen([*command, *limits], cwd=store, env=env, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
+    process, url = start_serve(store, served, "--max-rows", "1", "--max-body-bytes", "20000")
     try:
-        wait_for(healthy, 60, "the server to answer /health")
         with httpx.Client(base_url=url, timeout=60) as http:
             row = feature_row()
             assert http.post("/predict", json={"rows": [row]}).status_code == 200
@@ -213,8 +196,7 @@ def test_row_and_body_limits_set_on_the_command_line_hold_on_a_real_server(store
             big = http.post("/predict", json={"features": row | {"checkpoint": "x" * 20000}})
             assert big.status_code == 413 and "over 20000 bytes" in big.json()["error"]
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 def test_a_model_that_is_not_a_headcast_predictor_is_a_404_in_one_line(tmp_path, monkeypatch, served):

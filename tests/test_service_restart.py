@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 import httpx
 import pytest
 
 from headcast.errors import HeadcastError
 from headcast.predictor.service.jobs import Job, JobStore
-from tests.test_service import REPO, champion_store, free_port, wait_for
+from tests.servers import free_port, start_serve, wait_for
+from tests.test_service import champion_store
 
 http = httpx.Client(timeout=60.0)
 
@@ -28,30 +27,6 @@ def root(tmp_path_factory, tiny_checkpoint, tiny_probes):
     return tmp_path_factory.getbasetemp()
 
 
-def start_server(store, root, state_dir, port) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "headcast", "serve", "--port", str(port), "--root", str(root)]
-    flags = ["--state-dir", str(state_dir), "--device", "cpu", "--log-level", "warning"]
-    process = subprocess.Popen([*command, *flags], cwd=store, env=env, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            return http.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(healthy, 180, "the server to answer /health")  # the machine may be busy
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return process, url
-
-
 def finished(url: str, job_id: str) -> dict:
     def done():
         body = http.get(f"{url}/jobs/{job_id}").json()
@@ -65,7 +40,7 @@ def test_a_restarted_server_reports_the_job_it_finished_and_resumes_the_one_it_w
 ):
     state, port = tmp_path / "state", free_port()
     body = {"checkpoint": str(tiny_checkpoint("llava-1.5-7b")), "probes": str(tiny_probes)}
-    process, url = start_server(store, root, state, port)
+    process, url = start_serve(store, root, "--state-dir", str(state), port=port)
     try:
         first = http.post(f"{url}/jobs", json=body).json()["id"]
         before = finished(url, first)
@@ -77,7 +52,7 @@ def test_a_restarted_server_reports_the_job_it_finished_and_resumes_the_one_it_w
     cut_short = JobStore(state / "jobs.sqlite").get(second)
     assert cut_short is not None and cut_short.status in ("queued", "running")
 
-    process, url = start_server(store, root, state, port)
+    process, url = start_serve(store, root, "--state-dir", str(state), port=port)
     try:
         again = http.get(f"{url}/jobs/{first}").json()
         resumed = finished(url, second)
