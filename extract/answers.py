@@ -58,32 +58,6 @@ def is_correct(generated: str, answer: str) -> bool:
     return first_word(generated) == first_word(gold)
 
 
-def spells_words_apart(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Whether every token decodes to a whole word of its own, so no later token can change the first one.
-
-    True for a word-level vocabulary decoded by joining tokens with spaces (the zoo's tokenizer); false
-    for BPE and SentencePiece, where 'Y' + 'es' spells one word. Only then may a verdict be read off the
-    first generated token (`first_token_decides`).
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    return backend is not None and type(backend.model).__name__ == "WordLevel" and backend.decoder is None
-
-
-def first_token_decides(token: str, is_end: bool, answer: str) -> bool:
-    """Whether the first generated token alone fixes `is_correct`'s verdict, whatever follows it.
-
-    `token`: that token decoded (special tokens as ''); `is_end`: it ends generation. With words spelt
-    apart (`spells_words_apart`) the verdict is fixed once the first token holds the first word (or,
-    for a number answer, the first number), or ends generation; punctuation, or a word before a number,
-    leaves it to the tokens after.
-    """
-    if is_end:
-        return True
-    if answer.strip().isdigit():
-        return first_number(token) != ""
-    return first_word(token) != ""
-
-
 def gold_token_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str) -> list[int]:
     """Token ids that, as the first answer token, spell the whole gold answer by themselves.
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from headcast.errors import HeadcastError
 from headcast.extract import Probe, build_prompt, read_probes
-from headcast.extract.answers import first_token_answers, first_token_decides, is_correct, spells_words_apart
+from headcast.extract.answers import first_token_answers, is_correct
 from headcast.files import atomic_output
 from headcast.scale import RayOptions, map_on_ray
 from headcast.schema import ANSWER_TOKENS, ITEM_COLUMNS, SCORE_COLUMNS
@@ -57,89 +57,43 @@ def answer_items(
 ) -> list[dict]:
     """Per item of `probes`: greedy answer, exact-match `correct`, gold `prob` and `confidence`.
 
-    `correct` judges the whole greedy answer (the ground truth); `prob` and `confidence` come from the
-    first generated token's distribution, as in extraction (`extract.answers`). Where the tokenizer
-    spells words apart, one prefill settles every item whose first token already fixes the verdict and
-    only the others are generated on; the verdicts are those of generating every item. `answer` is the
-    generated text up to the token that decided. `encoded`: the probes already through this
-    checkpoint's processor (`encode_items`).
+    `correct` judges the whole generated answer (the ground truth); `prob` and `confidence` come from
+    the first generated token's distribution, as in extraction (`extract.answers`). `encoded`: the
+    probes already through this checkpoint's processor (`encode_items`).
     """
-    tokenizer = checkpoint.processor.tokenizer
-    shortcut = spells_words_apart(tokenizer)
+    # here, not at the top: loads torch only when this runs
+    import torch
+
+    model, tokenizer = checkpoint.model, checkpoint.processor.tokenizer
     rows: list[dict] = []
     for block, prompts, encoding in encoded or encode_items(checkpoint.processor, probes, batch_size):
         inputs = encoding.to(checkpoint.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(checkpoint.dtype)
-        golds = [p.answer or "" for p in block]
-        if shortcut:
-            logits = _first_token_logits(checkpoint.model, inputs)
-            texts = _first_tokens(checkpoint.model, tokenizer, logits, golds)
-            undecided = [i for i, text in enumerate(texts) if text is None]
-            if undecided and max_new_tokens > 1:
-                rest = _generate(checkpoint.model, tokenizer, _rows(inputs, undecided), max_new_tokens)[0]
-                for i, text in zip(undecided, rest, strict=True):
-                    texts[i] = text
-        else:
-            generated, logits = _generate(checkpoint.model, tokenizer, inputs, max_new_tokens)
-            texts = list(generated)
-        first = first_token_answers(logits, tokenizer, prompts, [p.answer for p in block])
-        for probe, gold, text, stats in zip(block, golds, texts, first, strict=True):
-            text = stats["answer"] if text is None else text  # max_new_tokens == 1: the first token is all
+        with torch.inference_mode():
+            out = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
+        generated = tokenizer.batch_decode(
+            out.sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        first = first_token_answers(out.logits[0], tokenizer, prompts, [p.answer for p in block])
+        for probe, text, stats in zip(block, generated, first, strict=True):
             rows.append(
                 {
                     "item": probe.id,
-                    "correct": is_correct(text, gold),
+                    "correct": is_correct(text, probe.answer or ""),
                     "answer": text.strip(),
                     "prob": stats.get("prob", float("nan")),
                     "confidence": stats["confidence"],
                 }
             )
     return rows
-
-
-def _first_token_logits(model, inputs: BatchFeature):
-    """The next-token logits at the last prompt position: the first step of greedy generation."""
-    # here, not at the top: loads torch only when this runs
-    import torch
-
-    with torch.inference_mode():
-        return model(**inputs, logits_to_keep=1).logits[:, -1]
-
-
-def _first_tokens(model, tokenizer, logits, golds: Sequence[str]) -> list[str | None]:
-    """Per row: the greedy first token's text where it alone decides the verdict, else None."""
-    ends = model.generation_config.eos_token_id
-    ends = {tokenizer.eos_token_id} if ends is None else set(ends if isinstance(ends, list) else [ends])
-    tokens = logits.argmax(-1).tolist()
-    out: list[str | None] = []
-    for token, gold in zip(tokens, golds, strict=True):
-        text = tokenizer.decode([token], skip_special_tokens=True)
-        out.append(text if first_token_decides(text, token in ends, gold) else None)
-    return out
-
-
-def _rows(inputs: BatchFeature, rows: list[int]) -> BatchFeature:
-    """The batch's `rows` (every input is batch-first)."""
-    return type(inputs)({key: value[rows] for key, value in inputs.items()})
-
-
-def _generate(model, tokenizer, inputs: BatchFeature, max_new_tokens: int):
-    """Greedy answers (decoded) and the first generated token's logits."""
-    # here, not at the top: loads torch only when this runs
-    import torch
-
-    with torch.inference_mode():
-        out = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-    prompt_length = inputs["input_ids"].shape[1]
-    return tokenizer.batch_decode(out.sequences[:, prompt_length:], skip_special_tokens=True), out.logits[0]
 
 
 def suite_files(benchmarks: str | Path) -> list[Path]:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models
-from transformers import PreTrainedTokenizerFast
 
 from headcast.errors import HeadcastError
-from headcast.experiments.layout import ZooLayout
 from headcast.experiments.modeling import (
     ModelSpec,
     build_model,
@@ -21,24 +17,9 @@ from headcast.experiments.modeling import (
     save_checkpoint,
 )
 from headcast.experiments.scenes import Scene, SceneObject
-from headcast.extract import load_checkpoint, read_probes
-from headcast.extract.answers import (
-    first_number,
-    first_token_decides,
-    first_word,
-    is_correct,
-    spells_words_apart,
-)
+from headcast.extract.answers import first_number, first_word, is_correct
 from headcast.extract.cli import add_evaluate_parser
-from headcast.extract.evaluate import (
-    _first_token_logits,
-    _first_tokens,
-    _generate,
-    answer_items,
-    encode_items,
-    evaluate,
-    load_suite,
-)
+from headcast.extract.evaluate import evaluate
 from headcast.predictor.scores import read_scores
 
 
@@ -118,47 +99,3 @@ def test_evaluate_command_scores_checkpoints_and_refuses_unlabeled_items(always_
     )
     with pytest.raises(HeadcastError, match="no answer"):
         args.func(args)
-
-
-def _verdicts_by_generation(checkpoint, probes, max_new_tokens=4):
-    """Reference verdicts: every item generated to the end, as the evaluator once did."""
-    rows = []
-    for block, _prompts, inputs in encode_items(checkpoint.processor, probes, batch_size=8):
-        texts, logits = _generate(checkpoint.model, checkpoint.processor.tokenizer, inputs, max_new_tokens)
-        probs = logits.float().softmax(-1).max(-1).values.tolist()
-        rows += [
-            (probe.id, is_correct(text, probe.answer), round(p, 6))
-            for probe, text, p in zip(block, texts, probs, strict=True)
-        ]
-    return rows
-
-
-@pytest.mark.parametrize("source", ["trained", "random"])
-def test_the_one_prefill_shortcut_gives_the_verdicts_of_generating_every_item(
-    source, smoke_zoo, tiny_checkpoint, tiny_probes
-):
-    if source == "trained":
-        path = next(iter(ZooLayout(smoke_zoo).checkpoint_folders()))
-        probes = [p for items in load_suite(ZooLayout(smoke_zoo).benchmarks).values() for p in items]
-    else:  # random weights answer with any token: punctuation and words before numbers included
-        path = tiny_checkpoint("llava-1.6-vicuna-7b")  # AnyRes: image_sizes travel with the rows generated on
-        probes = [replace(p, answer=answer) for p in read_probes(tiny_probes) for answer in ("2", "red")]
-    checkpoint = load_checkpoint(path, device="cpu")
-    rows = answer_items(checkpoint, probes, batch_size=8)
-    got = [(r["item"], r["correct"], round(r["confidence"], 6)) for r in rows]
-    assert got == _verdicts_by_generation(checkpoint, probes)
-    if source == "random":  # both paths ran: items settled by the first token and items generated on
-        inputs = encode_items(checkpoint.processor, probes, batch_size=len(probes))[0][2]
-        logits = _first_token_logits(checkpoint.model, inputs)
-        tokenizer, golds = checkpoint.processor.tokenizer, [p.answer for p in probes]
-        firsts = _first_tokens(checkpoint.model, tokenizer, logits, golds)
-        assert None in firsts and any(f is not None for f in firsts)
-
-
-def test_only_a_word_level_tokenizer_lets_the_first_token_decide():
-    bpe = Tokenizer(models.BPE(vocab={"y": 0, "e": 1, "s": 2, "ye": 3}, merges=[("y", "e")]))
-    bpe.decoder = decoders.BPEDecoder()
-    assert spells_words_apart(build_tokenizer(["yes", "red"]))
-    assert not spells_words_apart(PreTrainedTokenizerFast(tokenizer_object=bpe))
-    assert first_token_decides("two", False, "2") and not first_token_decides("red", False, "2")
-    assert not first_token_decides(".", False, "yes") and first_token_decides("", True, "yes")
