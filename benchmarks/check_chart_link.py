@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys
