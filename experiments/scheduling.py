@@ -114,13 +114,15 @@ def trajectory_table(
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± standard error across runs per policy and budget, and heads minus confidence, paired by run."""
+    """Mean ± standard error across runs per policy and budget; heads minus confidence and the scheduler
+    minus evenly spaced, paired by run."""
     wide = table.pivot_table(index=["budget", "run"], columns="policy", values="mae")
     wide["heads - confidence"] = wide["scheduler + heads"] - wide["scheduler"]
+    wide["scheduler - evenly spaced"] = wide["scheduler"] - wide["evenly spaced"]
     grouped = wide.groupby(level="budget")
     mean, se = grouped.mean(), grouped.std(ddof=1) / np.sqrt(grouped.size().to_numpy()[:, None])
     cells = mean.round(2).astype(str) + " ± " + se.round(2).astype(str)
-    return cells[[LABEL_FREE_ONLY, *POLICIES, "heads - confidence"]].T
+    return cells[[LABEL_FREE_ONLY, *POLICIES, "heads - confidence", "scheduler - evenly spaced"]].T
 
 
 def chosen_estimators(table: pd.DataFrame) -> pd.DataFrame:

@@ -196,7 +196,8 @@ class HeadcastCallback(TrainerCallback):
                     f"the scheduler was fitted on benchmark(s) {sorted(missing)} the predictor does not "
                     "predict; fit it on the predictor's training checkpoints"
                 )
-        self.on_evaluate, self.checkpoints = on_evaluate, checkpoints
+        # not `self.on_evaluate`: that is the Trainer's own event, called after each evaluation loop
+        self.evaluation_hook, self.checkpoints = on_evaluate, checkpoints
         self.schedule: RunSchedule | None = None
         self.requests: list[EvaluationRequest] = []
         self.run_id: str | None = None
@@ -227,7 +228,7 @@ class HeadcastCallback(TrainerCallback):
 
     def _request(self, request: EvaluationRequest) -> None:
         self.requests.append(request)
-        scores = self.on_evaluate(request) if self.on_evaluate is not None else None
+        scores = self.evaluation_hook(request) if self.evaluation_hook is not None else None
         if scores is not None:
             self.record_scores(request.step, scores)
 

@@ -42,6 +42,9 @@ from headcast.schema import confidence_feature_columns, head_feature_columns
 
 SIGNALS = ("unbenchmarked", "width", "ood", "steps", "confidence_change", "head_change")
 CONFIDENCE_SIGNALS = SIGNALS[:-1]  # everything but the heads
+# The product's: head signals (and the head change in the within-run estimator) did not lower the
+# trajectory error beyond its standard error across runs on the small zoo (docs/estimation.md)
+DEFAULT_SIGNALS = CONFIDENCE_SIGNALS
 SIGNAL_WORDS = {
     "unbenchmarked": "no real score yet in this run",
     "width": "a wide interval",
@@ -215,14 +218,14 @@ class EvaluationScheduler(BaseEstimator):
     """Learns from whole training runs when a checkpoint is worth a full benchmark run.
 
     `budget`: full evaluations per run, a count or a share of its checkpoints. `signals`: the candidate
-    signals (`SIGNALS`; `CONFIDENCE_SIGNALS` leaves the heads out, of the estimator too).
+    signals (`SIGNALS`; the default, `CONFIDENCE_SIGNALS`, leaves the heads out, of the estimator too).
     `fit(X, Y, groups, steps, predictions)`: the training checkpoints' feature rows, real scores, runs,
     steps, and label-free predictions of them made without their run (`held_out_predictions` on run
     folds), since that is what a new run gets.
     """
 
     def __init__(
-        self, budget: float = 2, signals: Sequence[str] = SIGNALS, coverage: float = COVERAGE
+        self, budget: float = 2, signals: Sequence[str] = DEFAULT_SIGNALS, coverage: float = COVERAGE
     ) -> None:
         self.budget = budget
         self.signals = signals
@@ -521,7 +524,7 @@ def last_only(budget: int, checkpoints: int) -> list[bool]:
 
 
 def fit_scheduler(
-    dataset: Dataset, budget: float, estimator: str = "auto", signals: Sequence[str] = SIGNALS
+    dataset: Dataset, budget: float, estimator: str = "auto", signals: Sequence[str] = DEFAULT_SIGNALS
 ) -> EvaluationScheduler:
     """A scheduler fitted on the checkpoints a predictor is fitted on: their label-free predictions come
     from models fitted without their run, as a new run's do (`estimator`: the predictor's)."""

@@ -11,6 +11,7 @@ from headcast.experiments.scheduling import LABEL_FREE_ONLY, POLICIES, summarise
 from headcast.predictor import build_dataset, held_out_predictions, run_folds
 from headcast.predictor.schedule import (
     CONFIDENCE_SIGNALS,
+    SIGNALS,
     ChangeEstimator,
     EvaluationScheduler,
     budget_count,
@@ -27,7 +28,7 @@ def fitted():
     dataset = build_dataset(*synthetic_tables(8))
     predictions = held_out_predictions(dataset, "ridge", run_folds(dataset))
     train = dataset.groups != "run7"
-    scheduler = EvaluationScheduler(2).fit(
+    scheduler = EvaluationScheduler(2, SIGNALS).fit(
         dataset.features[train],
         dataset.scores[train],
         dataset.groups[train],
@@ -128,10 +129,11 @@ def test_bad_budgets_signals_and_steps_are_refused(fitted):
         schedule.decide(10, x.iloc[0].to_dict(), only_count)
 
 
-def test_confidence_signals_leave_the_heads_out_of_estimator_and_signals(fitted):
+def test_the_default_confidence_signals_leave_the_heads_out_of_estimator_and_signals(fitted):
     _, dataset, predictions, _ = fitted
     x, y, g, s = dataset.features, dataset.scores, dataset.groups, dataset.steps
-    scheduler = EvaluationScheduler(2, signals=CONFIDENCE_SIGNALS).fit(x, y, g, s, predictions)
+    scheduler = EvaluationScheduler(2).fit(x, y, g, s, predictions)
+    assert scheduler.signals_ == list(CONFIDENCE_SIGNALS)
     assert "head_change" not in scheduler.signals_
     assert not any("head" in name for name in scheduler.cv_mae_)
 
@@ -148,5 +150,10 @@ def test_fixed_schedules_benchmark_where_they_say_and_the_table_holds_every_poli
     table = trajectory_table(build_dataset(*synthetic_tables(6, seed=1)), "ridge", budgets=(2,))
     assert set(table["policy"]) == {*POLICIES, LABEL_FREE_ONLY} and table.groupby("policy").size().eq(6).all()
     summary = summarise(table)
-    assert list(summary.index) == [LABEL_FREE_ONLY, *POLICIES, "heads - confidence"]
+    assert list(summary.index) == [
+        LABEL_FREE_ONLY,
+        *POLICIES,
+        "heads - confidence",
+        "scheduler - evenly spaced",
+    ]
     assert " ± " in summary.iloc[0, 0]
