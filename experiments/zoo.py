@@ -150,7 +150,8 @@ def _build(preset: str, out: Path, seed: int, threads: int, jobs: int) -> Path:
     }
     for job_timings in _run_dependent(pretraining | training, jobs):
         timings |= job_timings
-    _training_sets.cache_clear()  # encoded training data is large; the zoo is built
+    _training_sets.cache_clear()  # encoded data is large; the zoo is built
+    _benchmark_suite.cache_clear()
 
     rows = zoo_items(out)
     timings["total"] = time.perf_counter() - started
@@ -373,12 +374,18 @@ def _train_run(preset: str, out: Path, seed: int, run_name: str, progress: bool)
     layout.run_done(run.name).write_text("")
 
 
+@functools.cache
+def _benchmark_suite(out: Path) -> tuple[dict, dict[str, Any]]:
+    """The zoo's benchmarks and their encodings per processor, kept per process: a worker scores several
+    runs, and reading and encoding 4,096 items with their images costs as much as scoring a checkpoint."""
+    return load_suite(ZooLayout(out).benchmarks), {}
+
+
 def _score_run(preset: str, out: Path, run_name: str) -> None:
     """Score every checkpoint of one run not scored yet (cached per checkpoint, so scoring resumes)."""
     config = load_config(preset)
     layout = ZooLayout(out)
-    suite = load_suite(layout.benchmarks)
-    encoded: dict[str, Any] = {}
+    suite, encoded = _benchmark_suite(out)
     for path in layout.checkpoint_folders():
         cached = layout.checkpoint_items(path)
         if path.parent.name != run_name or cached.exists():
