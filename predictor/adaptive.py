@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -47,7 +48,9 @@ class AdaptiveAnchors(BaseEstimator):
         self.coverage = coverage
         self.seed = seed
 
-    def fit(self, data: BenchmarkItems, features: np.ndarray | None, groups: Sequence) -> AdaptiveAnchors:
+    def fit(
+        self, data: BenchmarkItems, features: np.ndarray | None, groups: Sequence | np.ndarray
+    ) -> AdaptiveAnchors:
         self.irt_ = fitted_irt(data.correct, self.irt_dims, self.seed)
         self.prior_ = None if features is None else AbilityPrior.fit(self.irt_, features, np.asarray(groups))
         self.items_ = list(data.items)
@@ -87,7 +90,7 @@ class AdaptiveAnchors(BaseEstimator):
         return np.argsort(-information, kind="stable")[:count]
 
 
-Answer = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+Answer = Callable[[Mapping[str, Any]], Mapping[str, Any]]  # {benchmark: items} -> {benchmark: 0/1 each}
 
 
 def ask_in_rounds(
@@ -109,9 +112,9 @@ def ask_in_rounds(
         wanted = {}
         for benchmark, model in models.items():
             done = estimates[benchmark]
-            asked = 0 if done is None else len(done.asked)
+            so_far = 0 if done is None else len(done.asked)
             precise = done is not None and target_width is not None and done.half_width <= target_width
-            count = min(round_size, max_items - asked)
+            count = min(round_size, max_items - so_far)
             if count > 0 and not precise:
                 wanted[benchmark] = model.next_items(prior_means[benchmark], done, count)
         if not wanted:

@@ -28,6 +28,7 @@ The protocols (`new-run`, `new-family`, `during-training`, `stronger`) and their
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -231,10 +232,14 @@ def adaptive_estimates(
     priors = model.prior_means(test_features, len(test))
     scores, rounds = np.empty(len(test)), 0
     for position, row in enumerate(test):
+
+        def answer(wanted: Mapping[str, np.ndarray], row: int = row) -> dict[str, np.ndarray]:
+            return {"": data.correct[row, wanted[""]]}
+
         estimates, rounds = ask_in_rounds(
             {"": model},
             {"": priors[position]},
-            lambda wanted, row=row: {"": data.correct[row, wanted[""]]},
+            answer,
             max_items=k,
             round_size=ADAPTIVE_ROUND,
         )
@@ -299,7 +304,8 @@ def measure_frontier(
         values = np.atleast_2d(values)
         predicted.setdefault(key, np.full((len(values), len(x)), np.nan))[:, test] = values
 
-    chosen, rounds = [], {}
+    chosen: list[dict] = []
+    rounds: dict[int, int] = {}  # k -> prefill rounds of the adaptive anchors
     for (benchmark, fold), rows in zip(tasks, results, strict=True):
         for row in rows:
             put((benchmark, row["estimator"], row["k"]), row["test"], row["predicted"])
@@ -326,7 +332,9 @@ def measure_frontier(
                         width.setdefault((benchmark, 0), pd.Series(np.nan, index=x.index))
                         width[(benchmark, 0)].iloc[test] = half.to_numpy()
     names = x.index[tested]
-    errors, ordering, pairs = {}, {}, {}
+    errors: dict[tuple[str, str, int], np.ndarray] = {}
+    ordering: dict[tuple[str, int], np.ndarray] = {}  # summed over benchmarks: pairs ordered right, per gap
+    pairs: dict[tuple[str, int], np.ndarray] = {}  # and pairs, per gap
     for (benchmark, estimator, k), values in predicted.items():
         actual = items[benchmark].score[tested]
         guess = values[:, tested]
