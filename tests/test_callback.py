@@ -55,25 +55,11 @@ def zoo_run(tmp_path_factory):
 def test_trainer_run_logs_predicted_scores_every_n_steps_into_its_mlflow_run(in_store, zoo_run, tmp_path):
     model, processor, examples, probes = zoo_run
     callback = HeadcastCallback(processor, probes, every_n_steps=EVERY)  # the registered champion
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        max_steps=STEPS,
-        per_device_train_batch_size=4,
-        learning_rate=1e-3,
-        use_cpu=True,
-        save_strategy="no",
-        report_to=["mlflow"],
-        logging_steps=1,
-        disable_tqdm=True,
-    )
     weights = {k: v.clone() for k, v in model.state_dict().items()}
-    Trainer(model=model, args=args, train_dataset=examples, callbacks=[callback]).train()
+    run = train_with(callback, model, examples, tmp_path)
 
     assert model.training, "the callback must hand the model back in train mode"
     assert any(not torch.equal(weights[k], v) for k, v in model.state_dict().items()), "training happened"
-    run = MlflowClient().search_runs(
-        [mlflow.get_experiment_by_name("training").experiment_id], order_by=["start_time DESC"]
-    )[0]
     assert "loss" in run.data.metrics, "transformers' own MLflow logging shares the run"
     client = MlflowClient()
     for name in ("headcast/pred/count", "headcast/pred/count_lower", "headcast/feature/all.visual_mass.mean"):
