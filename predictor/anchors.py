@@ -47,6 +47,24 @@ def choose_anchors(correct: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarr
     return np.asarray(anchors, dtype=int), shares / shares.sum()
 
 
+def suite_items(suite: Path, benchmark: str, ids: Sequence[str]) -> dict:
+    """`benchmark`'s probes in the suite folder, by id; every one of `ids` must be there, or the anchors
+    (static or adaptive) were chosen on another suite."""
+    source = Path(suite) / f"{benchmark}.jsonl"
+    if not source.is_file():
+        raise HeadcastError(
+            f"no benchmark file {source} for anchors of {benchmark!r}; pass the suite folder of the fit"
+        )
+    by_id = {probe.id: probe for probe in read_probes(source)}
+    missing = [item for item in ids if item not in by_id]
+    if missing:
+        raise HeadcastError(
+            f"anchor item {missing[0]!r} of {benchmark!r} is not in {source}; "
+            "the anchors were chosen on another suite"
+        )
+    return by_id
+
+
 def write_anchor_probes(anchors: Mapping[str, Sequence[str]], suite: str | Path, out: str | Path) -> Path:
     """One probe JSONL holding each benchmark's anchor items (answers, boxes and all), task = benchmark.
 
@@ -56,17 +74,7 @@ def write_anchor_probes(anchors: Mapping[str, Sequence[str]], suite: str | Path,
     suite, out = Path(suite), Path(out)
     lines = []
     for benchmark, items in anchors.items():
-        source = suite / f"{benchmark}.jsonl"
-        if not source.is_file():
-            raise HeadcastError(
-                f"no benchmark file {source} for anchors of {benchmark!r}; pass the suite folder"
-            )
-        by_id = {probe.id: probe for probe in read_probes(source)}
-        missing = [item for item in items if item not in by_id]
-        if missing:
-            raise HeadcastError(
-                f"anchor item {missing[0]!r} is not in {source}; the anchors were chosen on another suite"
-            )
+        by_id = suite_items(suite, benchmark, items)
         for item in items:
             probe = by_id[item]
             line: dict[str, object] = {

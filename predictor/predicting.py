@@ -33,7 +33,7 @@ from headcast.contract import (
 )
 from headcast.errors import HeadcastError
 from headcast.extract import probe_set_hash, read_probes
-from headcast.predictor.anchors import read_anchor_probes
+from headcast.predictor.anchors import read_anchor_probes, suite_items
 from headcast.predictor.hybrid import answer_column, answer_columns, answer_row, unanswered_anchors
 from headcast.predictor.pyfunc import benchmarks_of, predict_rows, prediction_json
 from headcast.predictor.registry import DEFAULT_MODEL, SCHEMA_TAG, fitted_predictor, load_model, pin
@@ -231,9 +231,7 @@ class PredictionPipeline:
         predictor = self.model.predictor
         if not hasattr(predictor, "predict_adaptive"):
             raise HeadcastError("adaptive anchors need a model fitted with per-item results ('fit --items')")
-        items = {
-            b: _suite_items(Path(suite), b, predictor.adaptive_[b].items_) for b in self.model.benchmarks
-        }
+        items = {b: suite_items(Path(suite), b, predictor.adaptive_[b].items_) for b in self.model.benchmarks}
         table, _ = extract_features([checkpoint], self.probes, self.settings, None, progress)
 
         def answer(wanted: dict[str, list[str]]) -> dict[str, list[float]]:
@@ -252,19 +250,3 @@ class PredictionPipeline:
     ) -> dict[str, dict[str, Any]]:
         """Checkpoint -> its predicted scores with intervals."""
         return self.model.predict_json(self.features(checkpoints, names, progress))
-
-
-def _suite_items(suite: Path, benchmark: str, ids: Sequence[str]) -> dict[str, Any]:
-    """`benchmark`'s probes in the suite folder by id; every item the model knows must be there."""
-    source = suite / f"{benchmark}.jsonl"
-    if not source.is_file():
-        raise HeadcastError(
-            f"no benchmark file {source} for adaptive anchors; pass the suite folder of the fit"
-        )
-    by_id = {probe.id: probe for probe in read_probes(source)}
-    missing = [item for item in ids if item not in by_id]
-    if missing:
-        raise HeadcastError(
-            f"item {missing[0]!r} of {benchmark!r} is not in {source}; the model was fitted on another suite"
-        )
-    return by_id
