@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from headcast.scale import RayOptions
 from headcast.schema import QUERY_POSITIONS
 
 
+def _parsed(text: str, cast: type, what: str, hint: str = "") -> Any:
+    """`cast(text)`, or the flag's one-line error: "'x' is not `what`; `hint`"."""
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}" + (f"; {hint}" if hint else "")) from None
+
+
 def positive_int(text: str) -> int:
     """A count of at least 1 (a batch size); 0 or less cannot split the work into batches."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one of at least 1") from None
+    value = _parsed(text, int, "a whole number", "give one of at least 1")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not positive; give a whole number of at least 1")
     return value
@@ -26,10 +32,7 @@ def positive_int(text: str) -> int:
 
 def fraction(text: str) -> float:
     """A number in [0, 1] (a threshold on an attention share): NaN would silently make no head visual."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give one from 0 to 1") from None
+    value = _parsed(text, float, "a number", "give one from 0 to 1")
     if not 0 <= value <= 1:  # also refuses NaN and inf
         raise argparse.ArgumentTypeError(
             f"{text} is not in [0, 1]; attention shares are fractions, give one from 0 to 1"
@@ -39,10 +42,7 @@ def fraction(text: str) -> float:
 
 def port_number(text: str) -> int:
     """A TCP port a server can listen on (1 to 65535)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    port = _parsed(text, int, "a port number")
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
     return port
@@ -81,10 +81,7 @@ def experiment_name_or_none(text: str) -> str:
 
 def seed_number(text: str) -> int:
     """A random seed: numpy's generators take 0 to 2**32 - 1 and raise on anything else."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a seed from 0") from None
+    value = _parsed(text, int, "a whole number", "give a seed from 0")
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"{value} is not a seed; give a whole number from 0 to {2**32 - 1}")
     return value
@@ -142,10 +139,7 @@ def add_model_flag(parser: argparse.ArgumentParser, default: str) -> None:
 
 def non_negative(text: str) -> float:
     """A count of CPUs or GPUs a task holds: fractional shares are fine, a negative share is not."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give one of at least 0") from None
+    value = _parsed(text, float, "a number", "give one of at least 0")
     if not 0 <= value < float("inf"):  # also refuses NaN
         raise argparse.ArgumentTypeError(f"{text} is not a number of at least 0")
     return value
@@ -153,10 +147,7 @@ def non_negative(text: str) -> float:
 
 def non_negative_int(text: str) -> int:
     """A count that may be 0 (retries)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one of at least 0") from None
+    value = _parsed(text, int, "a whole number", "give one of at least 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; give a whole number of at least 0")
     return value
