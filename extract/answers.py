@@ -115,7 +115,7 @@ def first_token_answers(
     )
     rows: list[AnswerStats] = []
     for i, gold in enumerate(answers):
-        given: str = tokenizer.decode([int(top.indices[i])], skip_special_tokens=True)  # type: ignore[assignment]  # one id list decodes to a str
+        given: str = tokenizer.decode([int(top.indices[i])], skip_special_tokens=True)
         row: AnswerStats = {"answer": given, "confidence": float(top.values[i])}
         if gold is not None:
             ids = gold_ids[i]

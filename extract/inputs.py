@@ -103,7 +103,7 @@ def _vision_prefix_tokens(checkpoint: Checkpoint) -> int:
 
     Read off the tower's own embeddings (`num_positions - num_patches`), not its name.
     """
-    tower: torch.nn.Module = checkpoint.model.base_model.vision_tower  # type: ignore[assignment]  # torch: Tensor | Module
+    tower: torch.nn.Module = checkpoint.model.base_model.vision_tower
     for module in tower.modules():
         patches, positions = getattr(module, "num_patches", None), getattr(module, "num_positions", None)
         if isinstance(patches, int) and isinstance(positions, int):
@@ -130,7 +130,7 @@ def _pack_anyres(checkpoint: Checkpoint, tiles: torch.Tensor, sizes: torch.Tenso
         "vision_feature_select_strategy": config.vision_feature_select_strategy,
         "vision_aspect_ratio": getattr(config, "vision_aspect_ratio", None),
     }
-    pack: Callable[..., Any] = model.pack_image_features  # type: ignore[assignment]  # torch: Tensor | Module
+    pack: Callable[..., Any] = model.pack_image_features
     accepted = inspect.signature(pack).parameters
     packed, _ = pack(
         [tiles[i, :n, :, None] for i, n in enumerate(counts)],

@@ -19,4 +19,4 @@ def build_prompt(processor: ProcessorMixin, question: str) -> str:
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
         ]
         return processor.apply_chat_template(messages, add_generation_prompt=True)
-    return f"{processor.image_token}\n{question}"  # type: ignore[attr-defined]  # LLaVA processors set it
+    return f"{processor.image_token}\n{question}"

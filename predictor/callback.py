@@ -45,7 +45,7 @@ try:  # a real TrainerCallback when transformers is there; the plain function ne
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 except ImportError:  # pragma: no cover
-    TrainerCallback = object  # type: ignore[assignment,misc]
+    TrainerCallback = object
     PREFIX_CHECKPOINT_DIR = "checkpoint"
 
 
@@ -216,7 +216,7 @@ class HeadcastCallback(TrainerCallback):
             decision = self.schedule.decide(step, measured.features, measured.prediction)
             metrics |= decision_metrics(decision, self.prefix)
         log_at_step(metrics, step)
-        self.run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]  # log_metrics opened one
+        self.run_id = mlflow.active_run().info.run_id
         self._last_step = step
         self.history.append((step, metrics))
         if decision is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from headcast.arguments import (
     add_device_flag,
     add_dtype_flag,
     add_experiment_flag,
+    add_jobs_flag,
     add_model_flag,
     add_query_flag,
 )
@@ -99,6 +101,8 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("--include-path", type=Path, metavar="DIR", help="folder of local lmms-eval task YAMLs")
     fit.add_argument("--no-register", action="store_true", help="evaluate and log only")
+    jobs_help = "processes for the held-out fits and the frontier (default: CPU count)"
+    add_jobs_flag(fit, os.cpu_count() or 1, jobs_help)
     fit.set_defaults(func=run_fit)
 
 
@@ -230,6 +234,7 @@ def run_fit(args: argparse.Namespace) -> int:
         register=not args.no_register,
         item_results=item_results,
         anchors_per_benchmark=args.anchors,
+        jobs=args.jobs,
     )
     log_scores(scores, report.run_id)
     print(format_report(report, dataset.benchmarks))
@@ -238,7 +243,7 @@ def run_fit(args: argparse.Namespace) -> int:
         from headcast.predictor.frontier import format_frontier, measure_frontier
         from headcast.predictor.tracking import log_frontier
 
-        result = measure_frontier(dataset, item_results)
+        result = measure_frontier(dataset, item_results, jobs=args.jobs)
         log_frontier(result, report.run_id)
         print(f"\n{format_frontier(result)}")
         if args.anchors_out and args.tasks:

@@ -284,7 +284,13 @@ def measure_frontier(
     budgets: tuple[int, ...] = BUDGETS,
     jobs: int = 1,
 ) -> Frontier:
-    """Held-out MAE of every estimator at every budget under `protocol` (items rows follow `dataset`)."""
+    """Held-out MAE of every estimator at every budget under `protocol` (items rows follow `dataset`).
+
+    Budgets above the smallest benchmark's item count are left out: past answering every item, more
+    items buy nothing, and each budget costs as much as any other to measure.
+    """
+    fewest = min(len(items[b].items) for b in dataset.benchmarks)
+    budgets = tuple(k for k in budgets if k <= fewest)
     folds = protocol_folds(dataset, protocol)
     x = dataset.features
     sets = label_free_feature_sets(x.columns)

@@ -32,7 +32,8 @@ def test_demo_prints_headcast_and_baseline_errors_per_benchmark_and_registers_a_
     version = MlflowClient().get_model_version_by_alias("headcast-predictor", "champion")
     assert str(version.version) == result["model_version"]
     frontier = result["frontier"]
-    assert frontier["protocol"] == "new-run" and frontier["k"] == [0, 2, 4, 8, 16, 32]
+    # the smoke suite has 8 items per benchmark: budgets past answering all of them are not measured
+    assert frontier["protocol"] == "new-run" and frontier["k"] == [0, 2, 4, 8]
     assert all(0 <= share <= 1 for share in frontier["hybrid_coverage"])
     assert set(frontier["ordering"]) == set(FRONTIER_ESTIMATORS) and frontier["allocation"]["total"]
     logged = MlflowClient().get_run(result["mlflow_run_id"]).data.metrics
