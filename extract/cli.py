@@ -13,6 +13,7 @@ from pathlib import Path
 from headcast.arguments import (
     add_batch_size_flag,
     add_device_flag,
+    add_device_map_flag,
     add_dtype_flag,
     add_query_flag,
     add_ray_flags,
@@ -58,6 +59,7 @@ def add_extract_parser(subparsers: argparse._SubParsersAction) -> None:
     add_query_flag(parser, "last-prompt", "recorded query position")
     add_batch_size_flag(parser, 8, "probes per forward pass")
     add_device_flag(parser)
+    add_device_map_flag(parser)
     add_dtype_flag(parser)
     parser.add_argument(
         "--relative-to", type=Path, help="name checkpoints by their path relative to this folder (e.g. a zoo)"
@@ -121,12 +123,15 @@ def run_extract(args: argparse.Namespace) -> int:
     # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract.pipeline import answers_table, extract_features, per_head_tables
 
+    if args.device_map and args.device != "auto":
+        raise HeadcastError("pass --device or --device-map, not both: a device map places the model itself")
     settings = ExtractionSettings(
         query=args.query,
         batch_size=args.batch_size,
         device=args.device,
         dtype=args.dtype,
         thresholds=VisualHeadThresholds(args.visual_mass_threshold, args.concentration_threshold),
+        device_map=args.device_map,
     )
     # here, not at the top: loads transformers only when this runs
     from transformers.utils import logging

@@ -17,6 +17,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_MAPPING_NAMES,
 )
 
+from headcast.arguments import DEVICE_MAPS
 from headcast.errors import HeadcastError
 
 # The LLaVA family: image-text-to-text classes whose image tokens are the vision tower's patch tokens,
@@ -31,6 +32,7 @@ IMAGE_LAYOUTS: dict[str, str] = {
 }
 SUPPORTED = f"LLaVA-family models ({', '.join(IMAGE_LAYOUTS)}); see docs/models.md"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DeviceMap = str | dict[str, int | str]
 
 
 @dataclasses.dataclass
@@ -234,17 +236,32 @@ def resolve_dtype(dtype: str, device: torch.device, config: dict) -> torch.dtype
 
 
 def load_checkpoint(
-    path: str | Path, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
+    path: str | Path,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    device_map: DeviceMap | None = None,
+    offload_folder: str | Path | None = None,
 ) -> Checkpoint:
-    """Load model and processor from a local folder: safetensors only, no downloads, SDPA attention."""
+    """Load model and processor from a local folder: safetensors only, no downloads, SDPA attention.
+
+    `device_map` (one of `DEVICE_MAPS`, or accelerate's module -> device mapping, "disk" included with
+    `offload_folder`) spreads a model too big for one device over the node's devices instead of `device`.
+    """
     path = Path(path)
     config = read_config(path)
     weight_files(path)
+    if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
+        raise HeadcastError(f"unknown device map {device_map!r}; use {', '.join(DEVICE_MAPS)}")
     target = resolve_device(device)
+    placement: dict = {}
+    if device_map is not None:
+        placement = {"device_map": device_map, "offload_folder": offload_folder}
     cls = getattr(transformers, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[config["model_type"]])
     try:
         model, loading = cls.from_pretrained(
             path,
+            **placement,
             dtype=resolve_dtype(dtype, target, config),
             attn_implementation="sdpa",
             use_safetensors=True,
@@ -272,7 +289,7 @@ def load_checkpoint(
     processor.tokenizer.padding_side = "left"
     return Checkpoint(
         path=path,
-        model=model.to(target).eval(),
+        model=(model if device_map is not None else model.to(target)).eval(),
         processor=processor,
         arch=config["model_type"],
         text_model=model.config.text_config.model_type,

@@ -175,7 +175,9 @@ def extract_head_metrics(
     if (hit := cache.get(key)) is not None:
         samples, answers, meta = hit
         return HeadMetrics(name or str(path), samples, meta, answers)
-    checkpoint = load_checkpoint(path, settings.device, settings_record["dtype"])
+    checkpoint = load_checkpoint(
+        path, settings.device, settings_record["dtype"], device_map=settings.device_map
+    )
     samples, answers = measure_heads(
         checkpoint, probes, settings.query, settings.batch_size, progress, on_batch
     )

@@ -47,8 +47,8 @@ class Recorder:
     next_token_logits: torch.Tensor | None = None  # [B, vocab] at the last prompt position, set by the runner
 
     def stacked(self) -> torch.Tensor:
-        """[B, layers, heads, metrics], on the CPU."""
-        return torch.stack([self.metrics[layer] for layer in sorted(self.metrics)], dim=1).cpu()
+        """[B, layers, heads, metrics], on the CPU (with a device map, layers sit on several devices)."""
+        return torch.stack([self.metrics[layer].cpu() for layer in sorted(self.metrics)], dim=1)
 
     def _keys(self, mask: torch.Tensor, n_keys: int) -> torch.Tensor:
         """A [B, T] key mask cut or padded (with False: generated tokens) to the layer's key length."""
@@ -66,7 +66,10 @@ class Recorder:
     ) -> None:
         batch, heads, n_queries, dim = query.shape
         kv_heads, n_keys = key.shape[1], key.shape[2]
-        local = self.query_index - (n_keys - n_queries)  # rows of this call's query block
+        # the layer's own device: with a device map, not always the one the inputs (and masks) came on
+        query_index, query_weight = self.query_index.to(query.device), self.query_weight.to(query.device)
+        visual, region, text = (mask.to(query.device) for mask in (self.visual, self.region, self.text))
+        local = query_index - (n_keys - n_queries)  # rows of this call's query block
         if bool((local < 0).any()) or bool((local >= n_queries).any()):
             return  # this forward (e.g. a prefill before the recorded decode step) holds none of our rows
         picked = query.gather(2, local[:, None, :, None].expand(-1, heads, -1, dim))
@@ -74,7 +77,7 @@ class Recorder:
         grouped = picked.float().reshape(batch, kv_heads, (heads // kv_heads) * local.shape[1], dim)
         scores = (grouped @ key.float().transpose(-1, -2)).reshape(batch, heads, -1, n_keys) * scaling
         if attention_mask is None:  # SDPA skipped the mask: plain causal, no padding
-            allowed = torch.arange(n_keys, device=key.device) <= self.query_index[..., None]
+            allowed = torch.arange(n_keys, device=key.device) <= query_index[..., None]
             allowed = allowed[:, None]
         else:
             mask_rows = attention_mask[:, :, :, :n_keys].expand(batch, -1, -1, -1)
@@ -85,13 +88,9 @@ class Recorder:
                 mask_rows if mask_rows.dtype == torch.bool else mask_rows > torch.finfo(mask_rows.dtype).min
             )
         rows = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
-        reduced = reduce_rows(
-            rows,
-            self._keys(self.visual, n_keys),
-            self._keys(self.region, n_keys),
-            self._keys(self.text, n_keys),
-        )
-        weight = self.query_weight[:, None, :, None]
+        keys = (self._keys(mask, n_keys) for mask in (visual, region, text))
+        reduced = reduce_rows(rows, *keys)
+        weight = query_weight[:, None, :, None]
         self.metrics[layer] = (reduced * weight).sum(2) / weight.sum(2)
         if self.keep_rows:
             self.rows[layer] = rows.cpu()

@@ -56,7 +56,7 @@ def record_batch(
     if query == "first-generated":
         # prefill without recording, then record the greedy first answer token's decode step
         prefill = model(**inputs, use_cache=True, logits_to_keep=1)
-        recorder.next_token_logits = prefill.logits[:, -1]
+        recorder.next_token_logits = prefill.logits[:, -1].to(checkpoint.device)  # lm_head may sit elsewhere
         next_token = recorder.next_token_logits.argmax(-1, keepdim=True)
         attention_mask = torch.cat([inputs["attention_mask"], torch.ones_like(next_token)], dim=1)
         with record(model, recorder):
@@ -72,5 +72,5 @@ def record_batch(
         with record(model, recorder):
             output = model(**inputs, use_cache=False, logits_to_keep=1)
         if query == "last-prompt":
-            recorder.next_token_logits = output.logits[:, -1]
+            recorder.next_token_logits = output.logits[:, -1].to(checkpoint.device)
     return recorder

@@ -53,6 +53,8 @@ def port_number(text: str) -> int:
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# accelerate's placement strategies for a model bigger than one device (`--device-map`)
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 def device_name(text: str) -> str:
@@ -97,6 +99,15 @@ def model_uri(text: str) -> str:
 def add_device_flag(parser: argparse.ArgumentParser, help: str = "torch device") -> None:
     parser.add_argument(
         "--device", type=device_name, default="auto", metavar="DEVICE", help=f"{help}: {DEVICE_CHOICES}"
+    )
+
+
+def add_device_map_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device-map",
+        choices=DEVICE_MAPS,
+        help="instead of --device: spread each checkpoint over this node's devices (accelerate's placement), "
+        "for a model bigger than one device",
     )
 
 

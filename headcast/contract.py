@@ -148,6 +148,7 @@ class ExtractionSettings:
     device: str = "auto"
     dtype: str = "auto"
     thresholds: VisualHeadThresholds = dataclasses.field(default_factory=VisualHeadThresholds)
+    device_map: str | None = None  # instead of `device`: spread over the node's devices (extract.loading)
 
     def __post_init__(self) -> None:
         query_position(self.query)
