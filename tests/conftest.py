@@ -18,6 +18,8 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     patch = pytest.MonkeyPatch()
     patch.setenv("HEADCAST_CACHE", str(root))
     patch.setenv("HF_HUB_OFFLINE", "1")
+    # nor Hugging Face's datasets cache, nor (in parallel test processes) one another's
+    patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("datasets-cache")))
     yield root
     patch.undo()
 
