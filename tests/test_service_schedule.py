@@ -96,3 +96,40 @@ def test_a_service_without_a_scheduler_says_so(tmp_path_factory, run_rows):
             body = {"run": "r", "step": step, "checkpoints": 5, "features": features}
             answer = plain.post("/schedule", json=body)
     assert answer.status_code == 409 and "schedules no evaluations" in answer.json()["error"]
+
+
+def test_serve_learns_its_scheduler_from_the_tables_it_is_given(tmp_path_factory, run_rows):
+    import httpx
+
+    from headcast.tables import write_features
+    from tests.servers import start_serve, stop
+
+    store, folder = champion_store(tmp_path_factory), tmp_path_factory.mktemp("schedule-tables")
+    features, scores = synthetic_tables(n_runs=4)
+    write_features(
+        features, {c: {"n_probes": 32} for c in features["checkpoint"]}, folder / "features.parquet"
+    )
+    scores.to_csv(folder / "scores.csv", index=False)
+    flags = ["--schedule-budget", "2", "--schedule-features", str(folder / "features.parquet")]
+    process, url = start_serve(store, store, *flags, "--schedule-scores", str(folder / "scores.csv"))
+    try:
+        decisions = []
+        for step, row, _ in run_rows:
+            body = {"run": "r1", "step": step, "checkpoints": len(run_rows), "features": row}
+            answer = httpx.post(f"{url}/schedule", json=body, timeout=60)
+            assert answer.status_code == 200, answer.text
+            decisions.append(answer.json())
+        assert sum(d["evaluate"] for d in decisions) == 2 and decisions[-1]["budget_left"] == 0
+    finally:
+        stop(process)
+
+
+def test_a_budget_without_the_tables_to_learn_it_from_is_one_line(capsys):
+    from headcast.cli import main
+
+    assert main(["serve", "--schedule-budget", "2", "--port", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "needs all three of --schedule-budget, --schedule-features and --schedule-scores" in error
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own refusal of the flag's text
+        main(["serve", "--schedule-budget", "lots"])
+    assert exit_info.value.code == 2 and "'lots' is not a number" in capsys.readouterr().err

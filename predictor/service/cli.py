@@ -58,6 +58,23 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     serve.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
+    schedule = serve.add_argument_group("scheduled evaluation (POST /schedule)")
+    schedule.add_argument(
+        "--schedule-budget",
+        type=budget,
+        metavar="B",
+        help="full evaluations per training run that POST /schedule spends: a count, or a share in (0, 1] "
+        "of the run's checkpoints; needs the two options below, the checkpoints to learn it from",
+    )
+    schedule.add_argument(
+        "--schedule-features",
+        type=Path,
+        metavar="FILE",
+        help="feature table of benchmarked training checkpoints (as 'headcast fit --features' reads)",
+    )
+    schedule.add_argument(
+        "--schedule-scores", type=Path, metavar="FILE", help="their scores (as 'headcast fit --scores' reads)"
+    )
     limits = serve.add_argument_group("limits")
     default = Limits()
     for flag, help_text in (
@@ -74,6 +91,42 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         )
     serve.set_defaults(func=run_serve)
     return serve
+
+
+def budget(text: str) -> float:
+    """A budget of full evaluations: a whole count ("2") or a share of a run's checkpoints ("0.4")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; give a count (2) or a share (0.4)"
+        ) from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a budget; give a count (2) or a share in (0, 1]")
+    return int(value) if value.is_integer() else value
+
+
+def scheduler_from(args: argparse.Namespace):
+    """The `EvaluationScheduler` the options ask for, fitted on their checkpoints, or None (POST /schedule
+    then answers 409)."""
+    given = (args.schedule_budget, args.schedule_features, args.schedule_scores)
+    if all(option is None for option in given):
+        return None
+    if any(option is None for option in given):
+        raise HeadcastError(
+            "scheduling needs all three of --schedule-budget, --schedule-features and --schedule-scores "
+            "(the budget, and the benchmarked checkpoints it is learnt from)"
+        )
+    # here, not at the top: loads scikit-learn, LightGBM only when this runs
+    from headcast.predictor.dataset import build_dataset
+    from headcast.predictor.schedule import fit_scheduler
+    from headcast.predictor.scores import read_scores
+    from headcast.tables import read_features
+
+    features, settings = read_features(args.schedule_features)
+    dataset = build_dataset(features, read_scores(args.schedule_scores), settings)
+    log.info("fitting the evaluation scheduler on %d checkpoints", len(dataset.features))
+    return fit_scheduler(dataset, args.schedule_budget)
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -121,6 +174,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise HeadcastError(f"--root {missing[0]} is not a folder")
     limits = limits_from(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    scheduler = scheduler_from(args)  # before binding: a bad table is one line, and no port is held meanwhile
     sock = bind(args.host, args.port)
     try:
         if args.host not in LOOPBACK:
@@ -130,7 +184,9 @@ def run_serve(args: argparse.Namespace) -> int:
         # here, not at the top: the app loads FastAPI, MLflow, scikit-learn; `headcast --help` needs none
         from headcast.predictor.service.app import create_app
 
-        app = create_app(args.model, roots, args.device, args.dtype, args.experiment, limits, args.state_dir)
+        app = create_app(
+            args.model, roots, args.device, args.dtype, args.experiment, limits, args.state_dir, scheduler
+        )
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
         shown = f"[{args.host}]" if ":" in args.host else args.host
         log.info("serving http://%s:%d (press Ctrl+C to stop)", shown, args.port)

@@ -25,7 +25,9 @@ class RunSchedules:
         """Record the real scores sent, then decide on the checkpoint; its label-free prediction beside."""
         if self.scheduler is None:
             raise ServiceError(
-                409, "this service schedules no evaluations; start it with create_app(scheduler=a fitted one)"
+                409,
+                "this service schedules no evaluations; start it with --schedule-budget, "
+                "--schedule-features and --schedule-scores (or create_app(scheduler=a fitted one))",
             )
         prediction = predict_table(model, [body.features])[0]
         with self._lock:
