@@ -148,6 +148,14 @@ def add_model_flag(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--model", type=model_uri, default=default, help=help)
 
 
+def evaluation_budget(text: str) -> float:
+    """Full evaluations per training run: a whole count ("2") or a share of its checkpoints ("0.4")."""
+    value = _parsed(text, float, "a number", "give a count (2) or a share (0.4)")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a budget; give a count (2) or a share in (0, 1]")
+    return int(value) if value.is_integer() else value
+
+
 def non_negative(text: str) -> float:
     """A count of CPUs or GPUs a task holds: fractional shares are fine, a negative share is not."""
     value = _parsed(text, float, "a number", "give one of at least 0")

@@ -19,6 +19,7 @@ from headcast.arguments import (
     add_dtype_flag,
     add_experiment_flag,
     add_model_flag,
+    evaluation_budget,
     port_number,
     positive_int,
 )
@@ -61,7 +62,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     schedule = serve.add_argument_group("scheduled evaluation (POST /schedule)")
     schedule.add_argument(
         "--schedule-budget",
-        type=budget,
+        type=evaluation_budget,
         metavar="B",
         help="full evaluations per training run that POST /schedule spends: a count, or a share in (0, 1] "
         "of the run's checkpoints; needs the two options below, the checkpoints to learn it from",
@@ -91,19 +92,6 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         )
     serve.set_defaults(func=run_serve)
     return serve
-
-
-def budget(text: str) -> float:
-    """A budget of full evaluations: a whole count ("2") or a share of a run's checkpoints ("0.4")."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number; give a count (2) or a share (0.4)"
-        ) from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a budget; give a count (2) or a share in (0, 1]")
-    return int(value) if value.is_integer() else value
 
 
 def scheduler_from(args: argparse.Namespace):
