@@ -44,6 +44,7 @@ CONTRACT_COLUMN = "contract"  # a feature row's extraction contract, compact JSO
 PER_HEAD_COLUMNS = ["checkpoint", "layer", "head", *METRICS, "visual_head_rate"]
 ANSWER_COLUMNS = ("item", "task", "answer", "correct", "prob", "confidence")  # per probe, first token
 SCORE_COLUMNS = ("checkpoint", "benchmark", "score", "n")  # a score table, score in percent
+SCORE_KEY = ["checkpoint", "benchmark"]  # a score
 ITEM_KEY = ["checkpoint", "benchmark", "item"]  # a per-item result
 ITEM_COLUMNS = [*ITEM_KEY, "correct", "answer", "prob", "confidence"]
 

@@ -20,15 +20,17 @@ from headcast.errors import HeadcastError
 from headcast.files import check_writable
 from headcast.predictor.checkpoints import rename_checkpoints
 from headcast.predictor.dataset import build_dataset
-from headcast.predictor.item_results import load_item_results
+from headcast.predictor.item_results import DEFAULT_ANCHORS, load_item_results
 from headcast.predictor.registry import CHAMPION, DEFAULT_MODEL, REGISTERED_NAME
 from headcast.predictor.regressors import ESTIMATORS
 from headcast.predictor.scores import read_items, read_scores
 from headcast.predictor.task_cli import write_fitted_task_anchors
+from headcast.predictor.training_tables import UPDATED_FROM_TAG, PreviousFit, TrainingTables
 from headcast.schema import PER_HEAD_COLUMNS
 from headcast.tables import read_features, read_table
 
 ANSWER_TABLE_COLUMNS = ("checkpoint", "item", "task", "correct", "prob")  # what `_answers_of` joins
+DEFAULT_ESTIMATORS = ",".join(ESTIMATORS)
 
 
 def add_predictor_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -67,9 +69,9 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--benchmarks", help="comma-separated benchmarks to fit (default: all in the scores)")
     fit.add_argument(
         "--estimators",
-        default="auto,ridge,lightgbm,knn",
-        help="comma-separated estimators to compare; the champion is auto (chosen per benchmark inside "
-        "the training folds) when listed, else the lowest held-out MAE",
+        help=f"comma-separated estimators to compare (default {DEFAULT_ESTIMATORS}, or the updated fit's); "
+        "the champion is auto (chosen per benchmark inside the training folds) when listed, else the "
+        "lowest held-out MAE",
     )
     fit.add_argument("--per-head", type=Path, help="per-head table, to log layer x head heatmaps")
     fit.add_argument(
@@ -81,9 +83,8 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--anchors",
         type=int,
-        default=8,
         metavar="K",
-        help="anchor items per benchmark (default 8; with --items)",
+        help=f"anchor items per benchmark (default {DEFAULT_ANCHORS}, or the updated fit's; with --items)",
     )
     fit.add_argument(
         "--anchors-out",
@@ -100,6 +101,15 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         "anchor file then names their documents, answered through the tasks (needs headcast[lmms-eval])",
     )
     fit.add_argument("--include-path", type=Path, metavar="DIR", help="folder of local lmms-eval task YAMLs")
+    fit.add_argument(
+        "--update",
+        nargs="?",
+        const=DEFAULT_MODEL,
+        metavar="MODEL",
+        help="add these features, scores (and items) to those MODEL (default: the champion) was fitted on, "
+        "newer rows replacing older, and fit again with its settings: how the real scores of a training "
+        "run's benchmarked checkpoints reach the predictions of its later ones",
+    )
     fit.add_argument("--no-register", action="store_true", help="evaluate and log only")
     jobs_help = "processes for the held-out fits and the frontier (default: CPU count)"
     add_jobs_flag(fit, os.cpu_count() or 1, jobs_help)
@@ -180,29 +190,24 @@ def _add_predict_runs_parser(subparsers: argparse._SubParsersAction) -> None:
     runs.set_defaults(func=run_predict_runs)
 
 
-def _load_fit_inputs(args: argparse.Namespace):
-    """The dataset, the item count behind each score, the probe count, and the scores themselves."""
-
+def _new_tables(args: argparse.Namespace) -> TrainingTables:
+    """The feature rows, scores and per-item results given on the command line, in the features' names."""
     features, settings = read_features(args.features)
+    names = features["checkpoint"].tolist()
     scores = read_scores(args.scores, args.allow_partial, args.keep_latest)
-    scores = rename_checkpoints(scores, features["checkpoint"].tolist(), args.checkpoint_root)
-    benchmarks = [b for b in (args.benchmarks or "").split(",") if b] or None
-    dataset = build_dataset(features, scores, settings, benchmarks)
-    items = scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
-    items = items.reindex(index=dataset.scores.index, columns=dataset.benchmarks)
-    probe_counts = {s.get("n_probes") for s in settings.values()} - {None}
-    return dataset, items, (probe_counts.pop() if len(probe_counts) == 1 else None), scores
+    scores = rename_checkpoints(scores, names, args.checkpoint_root)
+    items = None
+    if args.items:
+        items = read_items(args.items, args.allow_partial, args.keep_latest)
+        items = rename_checkpoints(items, names, args.checkpoint_root, what="per-item result")
+    return TrainingTables(features, settings, scores, items)
 
 
 def run_fit(args: argparse.Namespace) -> int:
     # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
-    from headcast.predictor.tracking import fit_and_track, format_report, log_scores
+    from headcast.predictor.tracking import fit_and_track, format_report
 
-    estimators = [e for e in args.estimators.split(",") if e]
-    unknown = set(estimators) - set(ESTIMATORS)
-    if unknown or not estimators:
-        raise HeadcastError(f"unknown estimator(s) {sorted(unknown)}; choose from {', '.join(ESTIMATORS)}")
-    if args.anchors < 1:
+    if args.anchors is not None and args.anchors < 1:
         raise HeadcastError(f"--anchors must be at least 1 item per benchmark, got {args.anchors}")
     if args.anchors_out and not (args.items and (args.suite or args.tasks)):
         raise HeadcastError(
@@ -212,14 +217,26 @@ def run_fit(args: argparse.Namespace) -> int:
         raise HeadcastError("pass --suite DIR or --tasks NAMES, not both")
     if args.anchors_out:
         check_writable(args.anchors_out)  # now, not after the fit
-    dataset, items, probe_count, scores = _load_fit_inputs(args)
-    item_results = None
-    if args.items:
-        item_table = read_items(args.items, args.allow_partial, args.keep_latest)
-        item_table = rename_checkpoints(
-            item_table, list(dataset.scores.index), args.checkpoint_root, what="per-item result"
+    previous = PreviousFit.of_model(args.update) if args.update else None
+    earlier = previous.params if previous is not None else {}  # an update's settings, unless given now
+    estimators = _estimators(args.estimators or earlier.get("estimators"))
+    anchors = args.anchors or int(earlier.get("anchors_per_benchmark", DEFAULT_ANCHORS))
+    tables = _new_tables(args)
+    if previous is not None:
+        added = len(set(tables.features["checkpoint"]) - set(previous.tables.features["checkpoint"]))
+        tables = previous.tables.updated(tables)
+        print(
+            f"updating version {previous.version} (fit run {previous.run_id}): {added} new checkpoint(s), "
+            f"{len(tables.features)} in all"
         )
-        item_results = load_item_results(item_table, scores, dataset)
+    benchmarks = [b for b in (args.benchmarks or earlier.get("benchmarks", "")).split(",") if b] or None
+    dataset = build_dataset(tables.features, tables.scores, tables.settings, benchmarks)
+    items = tables.scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
+    items = items.reindex(index=dataset.scores.index, columns=dataset.benchmarks)
+    probe_counts = {s.get("n_probes") for s in tables.settings.values()} - {None}
+    item_results = None
+    if tables.items is not None:
+        item_results = load_item_results(tables.items, tables.scores, dataset)
     per_head = None
     if args.per_head:
         fix = "write it with 'headcast extract --per-head'"
@@ -228,15 +245,17 @@ def run_fit(args: argparse.Namespace) -> int:
         dataset,
         args.experiment,
         estimators,
-        probe_count,
+        probe_counts.pop() if len(probe_counts) == 1 else None,
         items,
         per_head,
         register=not args.no_register,
         item_results=item_results,
-        anchors_per_benchmark=args.anchors,
+        anchors_per_benchmark=anchors,
         jobs=args.jobs,
+        run_name="fit" if previous is None else "fit-update",
+        tags={} if previous is None else {UPDATED_FROM_TAG: previous.run_id},
     )
-    log_scores(scores, report.run_id)
+    tables.log(report.run_id)
     print(format_report(report, dataset.benchmarks))
     if item_results is not None:
         # here, not at the top: loads matplotlib, MLflow, scikit-learn, SciPy only when this runs
@@ -255,6 +274,14 @@ def run_fit(args: argparse.Namespace) -> int:
     registered = f"; registered {REGISTERED_NAME} version {report.model_version} as @{CHAMPION}"
     print(f"chosen: {report.chosen} (MLflow run {report.run_id}{registered if report.model_version else ''})")
     return 0
+
+
+def _estimators(names: str | None) -> list[str]:
+    estimators = [e for e in (names or DEFAULT_ESTIMATORS).split(",") if e]
+    unknown = set(estimators) - set(ESTIMATORS)
+    if unknown or not estimators:
+        raise HeadcastError(f"unknown estimator(s) {sorted(unknown)}; choose from {', '.join(ESTIMATORS)}")
+    return estimators
 
 
 def _write_anchors(run_id: str, suite: Path, out: Path) -> None:

@@ -21,7 +21,7 @@ from headcast.contract import ExtractionContract
 from headcast.errors import HeadcastError
 from headcast.predictor.adaptive import ADAPTIVE_ROUND, AdaptiveAnchors, Answer, ask_in_rounds
 from headcast.predictor.anchor_predictor import AnchorPredictor
-from headcast.predictor.item_results import BenchmarkItems
+from headcast.predictor.item_results import DEFAULT_ANCHORS, BenchmarkItems
 from headcast.predictor.models import (
     COVERAGE,
     HeadcastPredictor,
@@ -73,7 +73,7 @@ def unanswered_anchors(predictor, columns: Collection[str]) -> list[str]:
 class HybridPredictor(BaseEstimator):
     """Scores from feature rows and, where given, answers on `k` anchor items per benchmark."""
 
-    def __init__(self, k: int = 8, coverage: float = COVERAGE, jobs: int = 1) -> None:
+    def __init__(self, k: int = DEFAULT_ANCHORS, coverage: float = COVERAGE, jobs: int = 1) -> None:
         self.k = k
         self.coverage = coverage
         self.jobs = jobs

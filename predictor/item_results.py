@@ -19,6 +19,8 @@ from headcast.predictor.dataset import Dataset
 from headcast.predictor.score_tables import check_items_match_scores
 from headcast.predictor.scores import read_items
 
+DEFAULT_ANCHORS = 8  # anchor items per benchmark the hybrid answers, unless told otherwise
+
 
 @dataclasses.dataclass
 class BenchmarkItems:

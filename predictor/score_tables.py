@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from headcast.errors import HeadcastError, listing
-from headcast.schema import ITEM_COLUMNS, ITEM_KEY, SCORE_COLUMNS
+from headcast.schema import ITEM_COLUMNS, ITEM_KEY, SCORE_COLUMNS, SCORE_KEY
 
 # The score, then its provenance: the harness and its version (or why unknown), the metric, a partial
 # run's item limit, the run's date and the file it was read from.
@@ -53,13 +53,11 @@ def checked_counts(table: pd.DataFrame, where: Callable[[int], str]) -> pd.DataF
 
 def without_duplicates(table: pd.DataFrame, keep_latest: bool) -> pd.DataFrame:
     """One score per checkpoint and benchmark: two different ones are refused, naming where they come from."""
-    twice = table.duplicated(["checkpoint", "benchmark"], keep=False)
+    twice = table.duplicated(SCORE_KEY, keep=False)
     if not twice.any():
         return table.reset_index(drop=True)
     if keep_latest:
-        latest = table.sort_values(["date", "source"]).drop_duplicates(
-            ["checkpoint", "benchmark"], keep="last"
-        )
+        latest = table.sort_values(["date", "source"]).drop_duplicates(SCORE_KEY, keep="last")
         return latest.sort_index().reset_index(drop=True)
     first = table[twice].iloc[0]
     same = table[
@@ -123,9 +121,8 @@ def check_items_match_scores(items: pd.DataFrame, scores: pd.DataFrame) -> None:
 
     Only the benchmarks the items cover are compared: a score table may hold more benchmarks.
     """
-    key = ["checkpoint", "benchmark"]
-    accuracy = items.groupby(key)["correct"].mean() * 100
-    score = scores[scores["benchmark"].isin(items["benchmark"])].groupby(key)["score"].mean()
+    accuracy = items.groupby(SCORE_KEY)["correct"].mean() * 100
+    score = scores[scores["benchmark"].isin(items["benchmark"])].groupby(SCORE_KEY)["score"].mean()
     for pairs, problem in (
         (accuracy.index.difference(score.index), "have per-item results but no score"),
         (score.index.difference(accuracy.index), "have scores but no per-item results"),

@@ -38,7 +38,7 @@ from headcast.predictor.evaluation import (
     subset_baseline_mae,
 )
 from headcast.predictor.hybrid import HybridPredictor
-from headcast.predictor.item_results import BenchmarkItems
+from headcast.predictor.item_results import DEFAULT_ANCHORS, BenchmarkItems
 from headcast.predictor.metric_names import metric_key
 from headcast.predictor.models import COVERAGE, ESTIMATORS, HeadcastPredictor
 from headcast.predictor.plots import feature_importance, frontier_plot, predicted_vs_actual
@@ -172,14 +172,15 @@ def fit_and_track(
     register: bool = True,
     run_name: str = "fit",
     item_results: dict[str, BenchmarkItems] | None = None,
-    anchors_per_benchmark: int = 8,
+    anchors_per_benchmark: int = DEFAULT_ANCHORS,
     jobs: int = 1,
+    tags: dict[str, str] | None = None,
 ) -> FitReport:
     """Evaluate each estimator with whole runs held out, log everything, register the best.
 
     With `item_results` (per-item results of every checkpoint) the registered model is a
     `HybridPredictor`: anchors chosen on all checkpoints, answered estimates with the chosen
-    label-free estimator as fallback; its anchors are logged as `anchors.json`.
+    label-free estimator as fallback; its anchors are logged as `anchors.json`. `tags` go on the run.
     """
     configure_tracking()
     experiment_id = use_experiment(experiment)
@@ -190,12 +191,14 @@ def fit_and_track(
                 "checkpoints": len(dataset.features),
                 "runs": dataset.groups.nunique(),
                 "benchmarks": ",".join(dataset.benchmarks),
+                "estimators": ",".join(estimators),
                 "features": dataset.features.shape[1],
                 "feature_schema_version": FEATURE_SCHEMA_VERSION,
                 "folds": len(folds),
                 "probe_count": probe_count,
             }
         )
+        mlflow.set_tags(tags or {})
         if dataset.contract is not None:
             mlflow.log_dict(dataset.contract.to_dict(), "contract.json")
             mlflow.set_tag("extraction_contract", dataset.contract.to_json())
@@ -325,8 +328,3 @@ def log_frontier(result, run_id: str) -> None:
     now = int(time.time() * 1000)
     metrics = [Metric(key, float(value), now, 0) for key, value in values.items() if pd.notna(value)]
     client.log_batch(run_id, metrics=metrics)
-
-
-def log_scores(scores: pd.DataFrame, run_id: str) -> None:
-    """The scores a fit learnt from, with their provenance (harness, version, metric, date, source file)."""
-    MlflowClient().log_text(run_id, scores.to_csv(index=False), "scores.csv")
