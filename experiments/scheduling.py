@@ -9,7 +9,9 @@ scheduler's within-run estimator). Policies:
     evenly spaced        every (n / budget)-th checkpoint, the last included (at budget 1: last-only)
     last-only            the last `budget` checkpoints
     scheduler            `EvaluationScheduler` with confidence signals only (heads out of its
-                         signals and of its within-run estimator)
+                         signals and of its within-run estimator): its expected-error rule, or a
+                         fixed schedule where the training runs favour one
+    rule only            the same, always its expected-error rule
     scheduler + heads    with the head-metric signals added
     no full evaluation   the label-free prediction of every checkpoint, for reference
 
@@ -48,9 +50,10 @@ from headcast.predictor import (
     run_folds,
     trajectory_errors,
 )
+from headcast.predictor.schedule import RULE
 
 BUDGETS = (1, 2, 3)
-POLICIES = ("evenly spaced", "last-only", "scheduler", "scheduler + heads")
+POLICIES = ("evenly spaced", "last-only", "scheduler", "rule only", "scheduler + heads")
 LABEL_FREE_ONLY = "no full evaluation"
 
 
@@ -91,6 +94,7 @@ def trajectory_table(
         for budget in budgets:
             schedulers = {
                 "scheduler": EvaluationScheduler(budget, CONFIDENCE_SIGNALS).fit(*fit),
+                "rule only": EvaluationScheduler(budget, CONFIDENCE_SIGNALS, policies=[RULE]).fit(*fit),
                 "scheduler + heads": EvaluationScheduler(budget, SIGNALS).fit(*fit),
             }
             for run, index in held.groups.groupby(held.groups).groups.items():
@@ -107,7 +111,9 @@ def trajectory_table(
                         plans.get(policy),
                     )
                     record = {"run": run, "budget": budget, "policy": policy, "mae": errors.mean()}
-                    records.append(record | {"estimator": scheduler.estimator_name_})
+                    records.append(
+                        record | {"estimator": scheduler.estimator_name_, "chosen": scheduler.policy_}
+                    )
                 alone = (label_free.loc[index, held.benchmarks] - held.scores.loc[index]).abs().mean(axis=1)
                 records.append({"run": run, "budget": budget, "policy": LABEL_FREE_ONLY, "mae": alone.mean()})
     return pd.DataFrame(records)
@@ -125,10 +131,11 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return cells[[LABEL_FREE_ONLY, *POLICIES, "heads - confidence", "scheduler - evenly spaced"]].T
 
 
-def chosen_estimators(table: pd.DataFrame) -> pd.DataFrame:
-    """How often each within-run estimator was chosen on the training folds, per scheduler and budget."""
+def chosen(table: pd.DataFrame, what: str) -> pd.DataFrame:
+    """How often each within-run estimator or policy (`what`) was chosen on the training folds, per
+    scheduler and budget (counted over held-out runs)."""
     schedulers = table[table["policy"].str.startswith("scheduler")]
-    return schedulers.groupby(["policy", "budget"])["estimator"].value_counts().unstack(fill_value=0)
+    return schedulers.groupby(["policy", "budget"])[what].value_counts().unstack(fill_value=0)
 
 
 def main() -> None:
@@ -149,7 +156,8 @@ def main() -> None:
                 f"\n{zoo.name}: {runs} runs, {checkpoints} checkpoints; trajectory MAE, mean ± SE across runs"
             )
             print(summarise(table))
-            print("\nwithin-run estimator chosen (held-out runs)\n", chosen_estimators(table))
+            print("\nwithin-run estimator chosen (held-out runs)\n", chosen(table, "estimator"))
+            print("\nwhere the budget went (held-out runs)\n", chosen(table, "chosen"))
             tables.append(table)
     if len(tables) > 1:
         pooled = pd.concat(tables).assign(run=lambda t: t["zoo"] + "/" + t["run"])

@@ -11,7 +11,9 @@ run has a real score, then the within-run estimator chosen on the training runs.
                           with no columns); refitted with the run's own pairs as real scores arrive
     EvaluationScheduler   learns, on whole training runs held out in turn, which estimator to use,
                           how large each signal makes the error of not benchmarking (a non-negative
-                          linear model), and the threshold on that error that spends the budget best
+                          linear model), and the threshold on that error that spends the budget best;
+                          then keeps that rule only if, out of fold by run, it beats the fixed
+                          schedules (evenly spaced, last-only) on the training runs' trajectories
     RunSchedule           one run, checkpoint by checkpoint: `decide`, then `record` real scores
 
 Signals and estimators are candidates: the fit keeps what the training folds show to work (a signal
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +57,8 @@ SIGNAL_WORDS = {
     "head_change": "the change in head metrics since the last real score",
 }
 LABEL_FREE = "label-free"
+RULE = "expected error"  # benchmark when the expected error of not doing so clears a threshold
+POLICIES = (RULE, "evenly spaced", "last-only")  # the candidates; the fixed ones are `FIXED_PLANS`
 NONE_YET = ""  # the last benchmarked checkpoint of a run that has none
 FIELDS = (("score", ""), ("lower", "_lower"), ("upper", "_upper"))
 
@@ -219,17 +224,25 @@ class EvaluationScheduler(BaseEstimator):
 
     `budget`: full evaluations per run, a count or a share of its checkpoints. `signals`: the candidate
     signals (`SIGNALS`; the default, `CONFIDENCE_SIGNALS`, leaves the heads out, of the estimator too).
+    `policies`: the candidates for where the budget goes (`POLICIES`): the learnt rule, or a fixed
+    schedule where that gives the training runs' trajectories less error (the rule judged out of fold,
+    since in its own training runs it would always look best); the choice is `policy_`.
     `fit(X, Y, groups, steps, predictions)`: the training checkpoints' feature rows, real scores, runs,
     steps, and label-free predictions of them made without their run (`held_out_predictions` on run
     folds), since that is what a new run gets.
     """
 
     def __init__(
-        self, budget: float = 2, signals: Sequence[str] = DEFAULT_SIGNALS, coverage: float = COVERAGE
+        self,
+        budget: float = 2,
+        signals: Sequence[str] = DEFAULT_SIGNALS,
+        coverage: float = COVERAGE,
+        policies: Sequence[str] = POLICIES,
     ) -> None:
         self.budget = budget
         self.signals = signals
         self.coverage = coverage
+        self.policies = policies
 
     def _candidates(self, columns: Sequence[str]) -> dict[str, list[str] | None]:
         confidence, heads = confidence_feature_columns(columns), head_feature_columns(columns)
@@ -248,6 +261,9 @@ class EvaluationScheduler(BaseEstimator):
         unknown = set(self.signals) - set(SIGNALS)
         if unknown:
             raise HeadcastError(f"unknown signal(s) {sorted(unknown)}; choose from {', '.join(SIGNALS)}")
+        unknown = set(self.policies) - set(POLICIES)
+        if unknown or not self.policies:
+            raise HeadcastError(f"unknown policy(ies) {sorted(unknown)}; choose from {', '.join(POLICIES)}")
         budget_count(self.budget, 1)  # a bad budget is refused before the work
         self.benchmarks_ = list(Y.columns)
         self.signals_ = list(self.signals)
@@ -302,10 +318,66 @@ class EvaluationScheduler(BaseEstimator):
             pd.MultiIndex.from_arrays([later, earlier])
         )
         table = pd.concat([first, later_signals])
-        self.need_ = LinearRegression(positive=True).fit(table[self.signals_], table["error"])
-        table["need"] = self.need_.predict(table[self.signals_])
-        self.threshold_ = self._best_threshold(table, groups, steps)
+        runs = {run: list(checkpoints.sort_values().index) for run, checkpoints in steps.groupby(groups)}
+        self.need_, self.threshold_ = self._rule(table, list(runs.values()))
+        self.policy_mae_ = {
+            policy: float(np.mean(self._held_out_trajectories(policy, table, runs)))
+            for policy in self.policies
+        }
+        self.policy_ = min(self.policies, key=self.policy_mae_.__getitem__)  # ties: the order given
         return self
+
+    def _rule(self, table: pd.DataFrame, runs: list[list[str]]) -> tuple[LinearRegression, float]:
+        """The expected-error model and the threshold on it that spends the budget best on `runs`."""
+        need = LinearRegression(positive=True).fit(table[self.signals_], table["error"])
+        expected = pd.Series(need.predict(table[self.signals_]), index=table.index)
+        best, best_error = np.inf, np.inf
+        for threshold in sorted(set(np.round(expected, 6)) | {np.inf}, reverse=True):
+            rule = functools.partial(_by_rule, need=expected.to_dict(), threshold=threshold)
+            error = float(np.mean(self._trajectories(runs, table["error"], rule)))
+            if error < best_error - 1e-9:  # ties: the higher threshold, which keeps budget for later
+                best, best_error = threshold, error
+        return need, float(best)
+
+    def _held_out_trajectories(
+        self, policy: str, table: pd.DataFrame, runs: dict[str, list[str]]
+    ) -> list[float]:
+        """Every training checkpoint's error under `policy`, the rule learnt without its run's fold."""
+        if policy != RULE:
+            fixed = functools.partial(_by_plan, plan=FIXED_PLANS[policy], budget=self.budget)
+            return self._trajectories(list(runs.values()), table["error"], fixed)
+        names = pd.Series(list(runs))
+        errors = []
+        for train, test in GroupFolds(5).split(names, groups=names):
+            known = {c for run in names.iloc[train] for c in runs[run]}
+            rows = table[table.index.get_level_values(0).isin(known)]
+            need, threshold = self._rule(rows, [runs[run] for run in names.iloc[train]])
+            expected = dict(zip(table.index, need.predict(table[self.signals_]), strict=True))
+            rule = functools.partial(_by_rule, need=expected, threshold=threshold)
+            errors += self._trajectories([runs[run] for run in names.iloc[test]], table["error"], rule)
+        return errors
+
+    def _trajectories(
+        self, runs: list[list[str]], error: pd.Series, policy: Callable[..., bool]
+    ) -> list[float]:
+        """Each checkpoint's error along `runs` (checkpoints in step order) scheduled by `policy`, 0 where
+        benchmarked; `policy(checkpoint, last, t, n, left)` says whether to benchmark."""
+        errors, error_of = [], error.to_dict()
+        for run in runs:
+            left, last = budget_count(self.budget, len(run)), NONE_YET
+            for t, checkpoint in enumerate(run):
+                if left > 0 and policy(checkpoint, last, t, len(run), left):
+                    left, last = left - 1, checkpoint
+                    errors.append(0.0)
+                else:
+                    errors.append(error_of[checkpoint, last])
+        return errors
+
+    def plan(self, checkpoints: int) -> list[bool] | None:
+        """The chosen fixed schedule for a run of `checkpoints`, or None when the rule decides."""
+        if self.policy_ == RULE:
+            return None
+        return FIXED_PLANS[self.policy_](budget_count(self.budget, checkpoints), checkpoints)
 
     def _signal_table(
         self,
@@ -338,26 +410,15 @@ class EvaluationScheduler(BaseEstimator):
             index=now.index,
         )[list(SIGNALS)]
 
-    def _best_threshold(self, table: pd.DataFrame, groups: pd.Series, steps: pd.Series) -> float:
-        """The threshold on the expected error whose schedules give the training runs' trajectories the
-        least error (ties: the higher threshold, which keeps more of the budget for later)."""
-        need, error = table["need"].to_dict(), table["error"].to_dict()
-        runs = [list(run.sort_values().index) for _, run in steps.groupby(groups)]
-        best, best_error = np.inf, np.inf
-        for threshold in sorted(set(np.round(table["need"], 6)) | {np.inf}, reverse=True):
-            errors = []
-            for run in runs:
-                left, last = budget_count(self.budget, len(run)), NONE_YET
-                for t, checkpoint in enumerate(run):
-                    if should_evaluate(need[checkpoint, last], left, len(run) - t, threshold):
-                        left, last = left - 1, checkpoint
-                        errors.append(0.0)
-                    else:
-                        errors.append(error[checkpoint, last])
-            if np.mean(errors) < best_error - 1e-9:
-                best, best_error = threshold, float(np.mean(errors))
-        self.train_trajectory_mae_ = best_error
-        return float(best)
+    def why_fixed(self) -> str:
+        """Why the chosen fixed schedule benchmarks, in words: what it beat on the training runs."""
+        beaten = ", ".join(
+            f"{policy} {mae:.1f}" for policy, mae in self.policy_mae_.items() if policy != self.policy_
+        )
+        mae = self.policy_mae_[self.policy_]
+        return f"the {self.policy_} schedule: trajectory error {mae:.1f} points on the training runs" + (
+            f" against {beaten}" if beaten else ""
+        )
 
     def start(self, checkpoints: int) -> RunSchedule:
         """The schedule of a new run that will have `checkpoints` checkpoints."""
@@ -435,10 +496,15 @@ class RunSchedule:
         need = float(sched.need_.predict(signals[sched.signals_].to_frame().T)[0])
         remaining = max(1, self.checkpoints - len(self.decisions))
         why = should_evaluate(need, self.budget_left, remaining, sched.threshold_)
+        chosen = None if plan is not None else sched.plan(self.checkpoints)
+        if chosen is not None:
+            plan = len(self.decisions) < len(chosen) and chosen[len(self.decisions)]
         if plan is not None:
             why = "plan" if plan else None
         if why == "plan":
-            reason = "the fixed schedule"
+            reason = "the fixed schedule" if chosen is None else sched.why_fixed()
+        elif chosen is not None:
+            reason = "budget spent" if self.budget_left <= 0 else f"not in the {sched.policy_} schedule"
         elif why == "forced":
             reason = f"budget left for each of the last {remaining} checkpoint(s)"
         elif why == "need":
@@ -521,6 +587,17 @@ def evenly_spaced(budget: int, checkpoints: int) -> list[bool]:
 def last_only(budget: int, checkpoints: int) -> list[bool]:
     """The last `budget` checkpoints: benchmark the run where it ends."""
     return [i >= checkpoints - budget for i in range(checkpoints)]
+
+
+FIXED_PLANS = {"evenly spaced": evenly_spaced, "last-only": last_only}
+
+
+def _by_rule(checkpoint: str, last: str, t: int, n: int, left: int, *, need: dict, threshold: float) -> bool:
+    return should_evaluate(need[checkpoint, last], left, n - t, threshold) is not None
+
+
+def _by_plan(checkpoint: str, last: str, t: int, n: int, left: int, *, plan: Callable, budget: float) -> bool:
+    return plan(budget_count(budget, n), n)[t]
 
 
 def fit_scheduler(

@@ -11,6 +11,7 @@ from headcast.experiments.scheduling import LABEL_FREE_ONLY, POLICIES, summarise
 from headcast.predictor import build_dataset, held_out_predictions, run_folds
 from headcast.predictor.schedule import (
     CONFIDENCE_SIGNALS,
+    RULE,
     SIGNALS,
     ChangeEstimator,
     EvaluationScheduler,
@@ -19,6 +20,7 @@ from headcast.predictor.schedule import (
     last_only,
     trajectory_errors,
 )
+from headcast.predictor.schedule import POLICIES as POLICY_CANDIDATES
 from tests.predictor_data import synthetic_tables
 
 
@@ -72,12 +74,39 @@ def test_every_budget_is_spent_exactly_and_each_decision_says_why(fitted, budget
     )
     _, decisions = schedule_run(scheduler, dataset, predictions, run)
     assert sum(d.evaluate for d in decisions) == budget_count(budget, len(run))
+    fixed = f"the {scheduler.policy_} schedule: trajectory error"
     for d in decisions:
         if d.evaluate:
-            assert d.reason.startswith(("expected error", "budget left")), d.reason
+            assert d.reason.startswith(("expected error", "budget left", fixed)), d.reason
         else:
-            assert d.reason.startswith(("expected error", "budget spent")), d.reason
+            assert d.reason.startswith(("expected error", "budget spent", "not in the")), d.reason
     assert [d.budget_left for d in decisions][-1] == 0
+
+
+def test_a_fixed_schedule_is_chosen_only_where_the_training_runs_favour_it_out_of_fold(fitted):
+    _, dataset, predictions, run = fitted
+    parts = (dataset.features, dataset.scores, dataset.groups, dataset.steps, predictions)
+    for budget in (1, 2):
+        scheduler = EvaluationScheduler(budget).fit(*parts)
+        assert set(scheduler.policy_mae_) == set(POLICY_CANDIDATES)
+        assert scheduler.policy_mae_[scheduler.policy_] == min(scheduler.policy_mae_.values())
+        plan = scheduler.plan(len(run))
+        if scheduler.policy_ == RULE:
+            assert plan is None
+        else:
+            _, decisions = schedule_run(scheduler, dataset, predictions, run)
+            assert [d.evaluate for d in decisions] == plan
+            assert all(d.reason.startswith("the ") for d in decisions if d.evaluate)
+    rule_only = EvaluationScheduler(1, policies=[RULE]).fit(*parts)
+    assert rule_only.policy_ == RULE and rule_only.plan(5) is None
+    last = EvaluationScheduler(1, policies=["last-only"]).fit(*parts)
+    _, decisions = schedule_run(last, dataset, predictions, run)
+    assert [d.evaluate for d in decisions] == [False] * 4 + [True]
+    assert decisions[-1].reason == "the last-only schedule: trajectory error " + (
+        f"{last.policy_mae_['last-only']:.1f} points on the training runs"
+    )
+    with pytest.raises(HeadcastError, match="unknown policy"):
+        EvaluationScheduler(1, policies=["every other"]).fit(*parts)
 
 
 def test_real_scores_replace_the_label_free_estimate_once_recorded(fitted):
