@@ -13,12 +13,13 @@ from pathlib import Path
 from headcast.arguments import (
     add_batch_size_flag,
     add_device_flag,
-    add_device_map_flag,
     add_dtype_flag,
+    add_placement_flags,
     add_query_flag,
     add_ray_flags,
     add_seed_flag,
     fraction,
+    placement,
     positive_int,
     ray_options,
 )
@@ -58,8 +59,7 @@ def add_extract_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_query_flag(parser, "last-prompt", "recorded query position")
     add_batch_size_flag(parser, 8, "probes per forward pass")
-    add_device_flag(parser)
-    add_device_map_flag(parser)
+    add_placement_flags(parser)
     add_dtype_flag(parser)
     parser.add_argument(
         "--relative-to", type=Path, help="name checkpoints by their path relative to this folder (e.g. a zoo)"
@@ -123,15 +123,14 @@ def run_extract(args: argparse.Namespace) -> int:
     # here, not at the top: loads torch, transformers only when this runs
     from headcast.extract.pipeline import answers_table, extract_features, per_head_tables
 
-    if args.device_map and args.device != "auto":
-        raise HeadcastError("pass --device or --device-map, not both: a device map places the model itself")
+    device, device_map = placement(args)
     settings = ExtractionSettings(
         query=args.query,
         batch_size=args.batch_size,
-        device=args.device,
+        device=device,
         dtype=args.dtype,
         thresholds=VisualHeadThresholds(args.visual_mass_threshold, args.concentration_threshold),
-        device_map=args.device_map,
+        device_map=device_map,
     )
     # here, not at the top: loads transformers only when this runs
     from transformers.utils import logging
@@ -236,6 +235,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         raise HeadcastError("pass either --benchmarks DIR or --tasks NAMES (lmms-eval tasks), not both")
     if args.include_path is not None and args.tasks is None:
         raise HeadcastError("--include-path is for lmms-eval tasks; pass --tasks NAMES with it")
+    device, device_map = placement(args)
     for out in (args.out, items_path(args.out)):  # now, not after scoring every checkpoint
         check_writable(out)
     for path in args.checkpoints:  # a checkpoint outside --relative-to: refused before any scoring
@@ -246,17 +246,18 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     if args.tasks is not None:
         tasks = task_names(args.tasks)
-        evaluate_tasks(args.checkpoints, tasks, args.include_path, args.out, args.device, name_of)
+        evaluate_tasks(args.checkpoints, tasks, args.include_path, args.out, device, name_of, device_map)
     else:
         evaluate(
             args.checkpoints,
             args.benchmarks,
             args.out,
-            args.device,
+            device,
             args.batch_size,
             args.max_new_tokens,
             name_of,
             ray_options(args),
+            device_map,
         )
     print(f"wrote {args.out} and its per-item results {items_path(args.out)}")
 
@@ -283,7 +284,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "--relative-to", type=Path, help="name checkpoints by their path relative to this folder (as extract)"
     )
     parser.add_argument("--out", default="scores.csv", help="CSV to write (default: scores.csv)")
-    add_device_flag(parser)
+    add_placement_flags(parser)
     add_batch_size_flag(parser, 64, "items per forward pass")
     parser.add_argument(
         "--max-new-tokens", type=int, default=4, help="tokens generated per answer (default: 4)"

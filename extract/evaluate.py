@@ -126,15 +126,17 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     max_new_tokens: int = ANSWER_TOKENS,
     encoded: dict[str, Any] | None = None,
+    device_map: str | None = None,
 ) -> list[dict]:
     """Per-item results (`benchmark, item, correct, answer, prob, confidence`) of the checkpoint at `path`.
 
     `encoded`: a dict kept across calls, in which checkpoints with the same processor (those of one
     run) share their encoded inputs; the images are then processed once per run, not per checkpoint.
+    `device_map`: instead of `device`, spread the model over the devices there are (`load_checkpoint`).
     """
     from headcast.extract import load_checkpoint  # torch: only when a model is really loaded
 
-    checkpoint = load_checkpoint(path, device=device)
+    checkpoint = load_checkpoint(path, device=device, device_map=device_map)
     key = checkpoint.processor.to_json_string()
     if encoded is not None and encoded.get("processor") != key:
         encoded.clear()
@@ -216,6 +218,7 @@ def evaluate(
     max_new_tokens: int = ANSWER_TOKENS,
     name_of: Callable[[Path], str] = str,
     ray: RayOptions | None = None,
+    device_map: str | None = None,
 ) -> list[dict]:
     """Score every checkpoint on the suite; write the long table to `out`, per-item results beside it.
 
@@ -224,7 +227,12 @@ def evaluate(
     suite = load_suite(benchmarks)
     paths = [Path(c) for c in checkpoints]
     score = partial(
-        evaluate_checkpoint, suite=suite, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens
+        evaluate_checkpoint,
+        suite=suite,
+        device=device,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        device_map=device_map,
     )
     if ray is None:
         with tqdm(paths, desc="evaluate", unit="checkpoint") as bar:  # closed before an error is shown

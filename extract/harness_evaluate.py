@@ -40,6 +40,7 @@ def evaluate_tasks(
     out: str | Path,
     device: str = "auto",
     name_of: Callable[[Path], str] = str,
+    device_map: str | None = None,
 ) -> list[dict]:
     """Score every checkpoint on the tasks; write the long table to `out`, per-item results beside it."""
     from headcast.extract import load_checkpoint  # torch: only when a model is really loaded
@@ -47,7 +48,7 @@ def evaluate_tasks(
     tasks = checked_mean_tasks(load_tasks(names, include_path))
     items = []
     for path in tqdm([Path(c) for c in checkpoints], desc="evaluate", unit="checkpoint"):
-        checkpoint = load_checkpoint(path, device=device)
+        checkpoint = load_checkpoint(path, device=device, device_map=device_map)
         for task in tasks.values():
             rows = answer_task_items(checkpoint.model, checkpoint.processor, task)
             items += [{"checkpoint": name_of(path)} | row for row in rows]

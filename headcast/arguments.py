@@ -10,6 +10,7 @@ import argparse
 import re
 from typing import Any
 
+from headcast.errors import HeadcastError
 from headcast.scale import RayOptions
 from headcast.schema import QUERY_POSITIONS
 
@@ -102,13 +103,22 @@ def add_device_flag(parser: argparse.ArgumentParser, help: str = "torch device")
     )
 
 
-def add_device_map_flag(parser: argparse.ArgumentParser) -> None:
+def add_placement_flags(parser: argparse.ArgumentParser, help: str = "torch device") -> None:
+    """`--device`, and `--device-map` for a model bigger than one device; read them with `placement`."""
+    add_device_flag(parser, help)
     parser.add_argument(
         "--device-map",
         choices=DEVICE_MAPS,
-        help="instead of --device: spread each checkpoint over this node's devices (accelerate's placement), "
-        "for a model bigger than one device",
+        help="instead of --device: spread each checkpoint over this node's devices (accelerate's placement; "
+        "under --ray, over the GPUs of its task), for a model bigger than one device",
     )
+
+
+def placement(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The device and device map asked for: one of them, since a device map places the model itself."""
+    if args.device_map and args.device != "auto":
+        raise HeadcastError("pass --device or --device-map, not both: a device map places the model itself")
+    return args.device, args.device_map
 
 
 def add_dtype_flag(parser: argparse.ArgumentParser, help: str = "weights' dtype") -> None:

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from headcast.arguments import (
-    add_device_flag,
     add_dtype_flag,
     add_experiment_flag,
     add_jobs_flag,
     add_model_flag,
+    add_placement_flags,
     add_query_flag,
+    placement,
 )
 from headcast.errors import HeadcastError
 from headcast.files import check_writable
@@ -164,7 +165,7 @@ def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         "query position (default: the one the model's features were extracted with, from its "
         "extraction contract; another is an error)",
     )
-    add_device_flag(predict)
+    add_placement_flags(predict)
     add_dtype_flag(predict, "dtype (auto: the model's contract's, else float32 on CPU and half on GPU)")
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=run_predict)
@@ -185,7 +186,7 @@ def _add_predict_runs_parser(subparsers: argparse._SubParsersAction) -> None:
     runs.add_argument(
         "--param", default="output_dir", help="run param naming the checkpoints folder (default output_dir)"
     )
-    add_device_flag(runs)
+    add_placement_flags(runs)
     add_dtype_flag(runs)
     runs.set_defaults(func=run_predict_runs)
 
@@ -318,8 +319,15 @@ def run_predict(args: argparse.Namespace) -> int:
             raise HeadcastError("pass --anchors FILE or --adaptive SUITE_DIR, not both")
         if args.max_items < 1 or (args.target_width is not None and not args.target_width > 0):
             raise HeadcastError("--max-items must be at least 1 and --target-width above 0 points")
+        device, device_map = placement(args)
         pipeline = PredictionPipeline(
-            model, args.probes, args.anchors, query=args.query, device=args.device, dtype=args.dtype
+            model,
+            args.probes,
+            args.anchors,
+            query=args.query,
+            device=device,
+            dtype=args.dtype,
+            device_map=device_map,
         )
         if args.adaptive is not None:
             results, rounds = pipeline.adaptive(
@@ -347,7 +355,10 @@ def run_predict_runs(args: argparse.Namespace) -> int:
     from headcast.predictor.predicting import PredictionPipeline
     from headcast.predictor.runs import predict_runs
 
-    pipeline = PredictionPipeline(args.model, args.probes, args.anchors, device=args.device, dtype=args.dtype)
+    device, device_map = placement(args)
+    pipeline = PredictionPipeline(
+        args.model, args.probes, args.anchors, device=device, dtype=args.dtype, device_map=device_map
+    )
     done = predict_runs(args.experiment, pipeline, args.param)
     print(
         f"predicted {sum(done.values())} checkpoint(s) of {len(done)} run(s) in {args.experiment!r}; "

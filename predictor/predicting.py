@@ -124,6 +124,7 @@ class PredictionPipeline:
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 8,
+        device_map: str | None = None,
     ) -> None:
         self.model = resolve_model(model)
         contract = self.model.contract
@@ -140,7 +141,7 @@ class PredictionPipeline:
         elif anchors is not None:
             self.anchors = read_anchor_probes(anchors) if isinstance(anchors, str | Path) else list(anchors)
             self._check_anchors(str(anchors) if isinstance(anchors, str | Path) else "the anchors")
-        self.settings = ExtractionSettings(query, batch_size, device, dtype, thresholds)
+        self.settings = ExtractionSettings(query, batch_size, device, dtype, thresholds, device_map)
 
     def _check_anchors(self, source: str) -> None:
         """Every anchor item of the model is in the anchor file: refused before minutes of extraction."""
@@ -184,7 +185,7 @@ class PredictionPipeline:
             return table
         if isinstance(self.anchors, TaskAnchors):  # answered and scored by their lmms-eval tasks
             answers = self.anchors.answer_checkpoints(
-                checkpoints, names, self.settings.device, self.settings.dtype
+                checkpoints, names, self.settings.device, self.settings.dtype, self.settings.device_map
             )
             return with_answers(table, answers)
         answering = stage("answering anchors")

@@ -141,15 +141,21 @@ class TaskAnchors:
         return table.assign(checkpoint=checkpoint)[["checkpoint", "item", "task", "correct", "prob"]]
 
     def answer_checkpoints(
-        self, paths: Sequence[str | Path], names: Sequence[str] | None, device: str, dtype: str
+        self,
+        paths: Sequence[str | Path],
+        names: Sequence[str] | None,
+        device: str,
+        dtype: str,
+        device_map: str | None = None,
     ) -> pd.DataFrame:
-        """Each checkpoint folder's answers on the anchors, named as its feature row is."""
+        """Each checkpoint folder's answers on the anchors, named as its feature row is (`device_map`:
+        instead of `device`, spread over the devices there are)."""
         from headcast.extract import load_checkpoint  # torch: only when answering
 
         names = list(names) if names is not None else [str(p) for p in paths]
         self.tasks()  # a changed task is refused before any model loads
         tables = []
         for path, name in zip(paths, names, strict=True):
-            checkpoint = load_checkpoint(path, device=device, dtype=dtype)
+            checkpoint = load_checkpoint(path, device=device, dtype=dtype, device_map=device_map)
             tables.append(self.answer(checkpoint.model, checkpoint.processor, name))
         return pd.concat(tables, ignore_index=True)

@@ -70,3 +70,37 @@ def test_extract_with_device_map_auto_writes_the_table_one_device_writes(
         ["extract", *common, "--out", str(tmp_path / "x.parquet"), "--device", "cpu", "--device-map", "auto"]
     )
     assert code == 2 and "pass --device or --device-map, not both" in capsys.readouterr().err
+
+
+def test_benchmark_answers_from_layers_offloaded_are_the_answers_of_one_device(smoke_zoo, tmp_path):
+    from headcast.extract.evaluate import evaluate_checkpoint, load_suite
+
+    path = sorted((smoke_zoo / "checkpoints").glob("*/*/config.json"))[-1].parent
+    suite = {name: items[:12] for name, items in load_suite(smoke_zoo / "benchmarks").items()}
+    layers = load_checkpoint(path, device="cpu").model.config.text_config.num_hidden_layers
+    whole = pd.DataFrame(evaluate_checkpoint(path, suite, device="cpu", batch_size=8))
+    spread = evaluate_checkpoint(path, suite, batch_size=8, device_map=offloading_map(layers))
+    pd.testing.assert_frame_equal(pd.DataFrame(spread), whole, atol=1e-6)
+    assert whole["correct"].sum() > 0  # a trained checkpoint: the comparison covers right answers too
+
+
+def test_evaluate_with_device_map_auto_writes_the_scores_one_device_writes(smoke_zoo, tmp_path, capsys):
+    from headcast.cli import main
+
+    path = sorted((smoke_zoo / "checkpoints").glob("*/*/config.json"))[-1].parent
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for benchmark in sorted((smoke_zoo / "benchmarks").glob("*.jsonl"))[:2]:
+        (suite / benchmark.name).write_text("".join(benchmark.read_text().splitlines(keepends=True)[:10]))
+    for image in (smoke_zoo / "benchmarks").iterdir():
+        if image.is_dir():
+            (suite / image.name).symlink_to(image)
+    common = ["evaluate", str(path), "--benchmarks", str(suite)]
+    assert main([*common, "--out", str(tmp_path / "one.csv"), "--device", "cpu"]) == 0
+    assert main([*common, "--out", str(tmp_path / "map.csv"), "--device-map", "auto"]) == 0
+    assert (tmp_path / "map.csv").read_text() == (tmp_path / "one.csv").read_text()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "map.items.parquet"), pd.read_parquet(tmp_path / "one.items.parquet")
+    )
+    assert main([*common, "--out", str(tmp_path / "x.csv"), "--device", "cpu", "--device-map", "auto"]) == 2
+    assert "pass --device or --device-map, not both" in capsys.readouterr().err

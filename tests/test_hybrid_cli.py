@@ -67,6 +67,22 @@ def test_predict_uses_the_anchors_when_answered_and_the_label_free_estimate_othe
     assert not any(entry["answered"] for entry in label_free.values())
 
 
+def test_predict_with_a_device_map_measures_and_answers_as_one_device(in_fitted_folder, capsys, monkeypatch):
+    checkpoints, probes, anchors, _ = in_fitted_folder
+    folder = anchors.parent
+    monkeypatch.setenv("HEADCAST_CACHE", str(folder / "cache-of-this-test"))  # both measure, neither reads
+    predicted = {}
+    for placement in (["--device", "cpu"], ["--device-map", "auto"]):
+        command = ["predict", checkpoints[-1], "--probes", str(probes), "--anchors", str(anchors)]
+        assert main([*command, *placement, "--json"]) == 0
+        predicted[placement[0]] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        monkeypatch.setenv("HEADCAST_CACHE", str(folder / "cache-of-this-test-map"))
+    one, spread = predicted["--device"], predicted["--device-map"]
+    assert one.keys() == spread.keys() and all(spread[b]["answered"] for b in spread)
+    for benchmark, entry in one.items():
+        assert spread[benchmark]["score"] == pytest.approx(entry["score"], abs=1e-6)
+
+
 def test_anchor_answers_of_the_wrong_type_or_without_answers_are_refused(in_fitted_folder, tmp_path, capsys):
     checkpoints, probes, anchors, _ = in_fitted_folder
     lines = [json.loads(line) for line in anchors.read_text().splitlines()]
