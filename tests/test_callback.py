@@ -38,8 +38,7 @@ def in_store(store, monkeypatch):
     return store
 
 
-@pytest.fixture(scope="module")
-def zoo_run(tmp_path_factory):
+def make_zoo_run(probe_folder):
     """The smoke zoo's first run as the zoo builds it (shape, tokenizer, processor, instruction data)."""
     run = load_config("smoke").runs[0]
     spec = run.spec
@@ -48,8 +47,12 @@ def zoo_run(tmp_path_factory):
     items = make_mixture(0, 8, 4)
     data = train.encode(processor, items, [item.scene.render(56) for item in items], "qa")
     examples = [{k: v[i] for k, v in data.items()} for i in range(len(items))]
-    probes = write_probes(tmp_path_factory.mktemp("zoo-probes"), 0, 4, 56, 4)
-    return model, processor, examples, probes
+    return model, processor, examples, write_probes(probe_folder, 0, 4, 56, 4)
+
+
+@pytest.fixture(scope="module")
+def zoo_run(tmp_path_factory):
+    return make_zoo_run(tmp_path_factory.mktemp("zoo-probes"))
 
 
 def test_trainer_run_logs_predicted_scores_every_n_steps_into_its_mlflow_run(in_store, zoo_run, tmp_path):

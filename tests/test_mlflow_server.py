@@ -1,5 +1,6 @@
-"""A shared tracking server: `fit`, `predict-runs` and service jobs log to a real `mlflow server` over HTTP
-(`MLFLOW_TRACKING_URI=http://...`, the user's path), and writers at once lose or double nothing."""
+"""A shared tracking server: `fit`, `predict-runs`, service jobs, the training callback and the zoo log to a
+real `mlflow server` over HTTP (`MLFLOW_TRACKING_URI=http://...`, the user's path), and writers at once
+lose or double nothing."""
 
 from __future__ import annotations
 
@@ -15,10 +16,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from headcast.cli import main
+from headcast.experiments.zoo_tracking import log_training_runs
+from headcast.predictor import build_dataset
+from headcast.predictor.callback import HeadcastCallback
 from headcast.predictor.registry import configure_tracking
+from headcast.predictor.schedule import fit_scheduler
 from headcast.predictor.service.job_runs import log_job_run
 from headcast.predictor.service.jobs import Job
+from headcast.predictor.tracking import fit_and_track
+from tests.predictor_data import synthetic_tables
 from tests.servers import free_port, wait_healthy
+from tests.test_callback import EVERY, STEPS, make_zoo_run, train_with
 
 WRITERS = 8
 
@@ -109,3 +117,42 @@ def test_jobs_logged_at_once_by_many_writers_are_all_there_once(on_server):
         i = int(run.data.tags["headcast.job_id"].removeprefix("writer-"))
         assert run.data.metrics["pred/pope"] == i and run.data.params["checkpoint"] == f"ckpt-{i}"
         assert len(client.get_metric_history(run.info.run_id, "pred/pope")) == 1
+
+
+def test_a_budgeted_training_run_logs_predictions_schedule_and_figure_to_the_server(
+    on_server, tracking_server, tmp_path, monkeypatch, capsys
+):
+    client = on_server
+    dataset = build_dataset(*synthetic_tables(n_runs=4))
+    fit_and_track(dataset, "champion-on-the-server", estimators=["ridge"])
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "training")
+    model, processor, examples, probes = make_zoo_run(tmp_path / "probes")
+    scheduler = fit_scheduler(dataset, 2, estimator="ridge")
+    callback = HeadcastCallback(processor, probes, every_n_steps=EVERY, budget=2, scheduler=scheduler)
+    run = train_with(callback, model, examples, tmp_path)
+
+    history = client.get_metric_history(run.info.run_id, "headcast/pred/count")
+    assert sorted(m.step for m in history) == list(range(EVERY, STEPS + 1, EVERY))
+    evaluate = client.get_metric_history(run.info.run_id, "headcast/schedule/evaluate")
+    assert sum(m.value for m in evaluate) == 2 and len(evaluate) == STEPS // EVERY
+    assert sum(key.startswith("headcast/schedule/") for key in run.data.tags) == STEPS // EVERY
+    for request in callback.requests:  # the scores come back after training, over HTTP too
+        callback.record_scores(request.step, {"count": 30.0, "pope": 60.0})
+    scores = client.get_metric_history(run.info.run_id, "headcast/score/pope")
+    assert sorted(m.step for m in scores) == sorted(r.step for r in callback.requests)
+    assert "plots/schedule.png" in {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    server = client.tracking_uri.rstrip("/")
+    assert (
+        f"{server}/#/experiments/{run.info.experiment_id}/runs?compareRunsMode=CHART"
+        in capsys.readouterr().out
+    )
+
+
+def test_the_zoo_logs_its_training_runs_to_the_server_once(on_server, smoke_zoo):
+    client = on_server
+    first = log_training_runs(smoke_zoo, "zoo-on-the-server")
+    assert log_training_runs(smoke_zoo, "zoo-on-the-server") == first
+    experiment = client.get_experiment_by_name("zoo-on-the-server")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_id for r in runs) == sorted(first.values())
+    assert all(len(client.get_metric_history(r, "score/pope_random")) == 5 for r in first.values())
