@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -58,6 +59,7 @@ def connect(options: RayOptions) -> Any:
     ray = import_ray()
     if not ray.is_initialized():
         address = options.address or os.environ.get("RAY_ADDRESS") or None
+        check_reachable(address)
         try:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         except ConnectionError as err:
@@ -66,6 +68,24 @@ def connect(options: RayOptions) -> Any:
                 "`ray start --head` or pass the head's --ray-address"
             ) from None
     return ray
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A head at HOST:PORT that takes no connection is one line now: `ray.init` would keep retrying it
+    for minutes. Other addresses (None, "auto", "local", ray://) are Ray's to resolve."""
+    if address is None or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise HeadcastError(
+            f"cannot reach the Ray cluster at {address} ({reason}); start it with `ray start --head` or "
+            "pass the head's --ray-address"
+        ) from None
 
 
 def _call(fn: Callable[[Item], Result], item: Item) -> Result:

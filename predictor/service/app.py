@@ -32,6 +32,7 @@ from headcast.predictor.service.paths import job_paths
 from headcast.predictor.service.prediction import check_rows, predict_many
 from headcast.predictor.service.schedules import RunSchedules
 from headcast.predictor.service.schemas import JobRequest, PredictRequest, ScheduleRequest, validation_message
+from headcast.scale import RayOptions
 
 log = logging.getLogger("headcast.serve")
 
@@ -61,11 +62,13 @@ def create_app(
     limits: Limits | None = None,
     state_dir: str | Path | None = None,
     scheduler: EvaluationScheduler | None = None,
+    ray: RayOptions | None = None,
 ) -> FastAPI:
     """The service as an ASGI app; `headcast serve` runs it under uvicorn.
 
     `state_dir`: where the jobs are kept (`jobs.sqlite`) across restarts; None keeps them in memory.
     `scheduler`: a fitted `EvaluationScheduler` for POST /schedule (without one, that route answers 409).
+    `ray`: measure each job in a task on this Ray cluster instead of on `device` here.
     """
     limits = limits or Limits()
     resolved_roots = [Path(r).resolve() for r in roots]
@@ -73,7 +76,7 @@ def create_app(
         raise HeadcastError("give at least one --root folder")
     slot = ModelSlot(model_uri)
     store = None if state_dir is None else JobStore(Path(state_dir) / "jobs.sqlite")
-    jobs = JobQueue(slot, device, dtype, experiment, limits, store)
+    jobs = JobQueue(slot, device, dtype, experiment, limits, store, ray)
     batcher = RowBatcher(predict_many, limits.max_rows)
     schedules = RunSchedules(scheduler, limits.keep_runs)
 

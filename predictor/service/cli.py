@@ -19,9 +19,11 @@ from headcast.arguments import (
     add_dtype_flag,
     add_experiment_flag,
     add_model_flag,
+    add_ray_flags,
     evaluation_budget,
     port_number,
     positive_int,
+    ray_options,
 )
 from headcast.errors import HeadcastError
 from headcast.predictor.registry import DEFAULT_MODEL
@@ -59,6 +61,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     serve.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
+    add_ray_flags(serve)  # each job's measuring a task on the cluster
     schedule = serve.add_argument_group("scheduled evaluation (POST /schedule)")
     schedule.add_argument(
         "--schedule-budget",
@@ -163,6 +166,11 @@ def run_serve(args: argparse.Namespace) -> int:
     limits = limits_from(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
     scheduler = scheduler_from(args)  # before binding: a bad table is one line, and no port is held meanwhile
+    ray = ray_options(args)
+    if ray is not None:  # here, not at the top: Ray only for a service that asks for it
+        from headcast.scale import connect
+
+        connect(ray)  # an unreachable cluster is one line now, not a failed job later
     sock = bind(args.host, args.port)
     try:
         if args.host not in LOOPBACK:
@@ -173,7 +181,15 @@ def run_serve(args: argparse.Namespace) -> int:
         from headcast.predictor.service.app import create_app
 
         app = create_app(
-            args.model, roots, args.device, args.dtype, args.experiment, limits, args.state_dir, scheduler
+            args.model,
+            roots,
+            args.device,
+            args.dtype,
+            args.experiment,
+            limits,
+            args.state_dir,
+            scheduler=scheduler,
+            ray=ray,
         )
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
         shown = f"[{args.host}]" if ":" in args.host else args.host

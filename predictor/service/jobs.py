@@ -6,12 +6,17 @@ is at fault, else `internal error: <type>: <first line>`, with the traceback in 
 With a `JobStore` (`headcast serve --state-dir`), every accepted job is kept in a SQLite file and a
 restarted service reports each one: done and failed as stored, queued and running ones queued again
 and run (their extraction resumes through the content-keyed cache), marked `resumed`.
+
+With `ray` (`headcast serve --ray`), each job's measuring is one Ray task on the cluster (retried on a
+lost node, as `headcast extract --ray`), up to `RAY_JOBS_AT_ONCE` of them in flight, and the cluster's
+resources decide how many run; the queue stays bounded by `max_pending`, and predicting stays here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -31,8 +36,11 @@ from headcast.predictor.service.errors import ServiceError, one_line
 from headcast.predictor.service.job_runs import log_job_run
 from headcast.predictor.service.limits import Limits
 from headcast.predictor.service.model import ModelSlot
+from headcast.scale import RayOptions, map_on_ray
 
 log = logging.getLogger("headcast.serve")
+
+RAY_JOBS_AT_ONCE = 8  # jobs measuring on the cluster at once (each waits there for its task's resources)
 
 
 @dataclasses.dataclass
@@ -118,13 +126,17 @@ class JobQueue:
         experiment: str = "headcast-serve",
         limits: Limits | None = None,
         store: JobStore | None = None,
+        ray: RayOptions | None = None,
     ) -> None:
         self.slot, self.device, self.dtype, self.experiment = slot, device, dtype, experiment
         self.limits = limits or Limits()
-        self.store = store
+        self.store, self.ray = store, ray
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"headcast-jobs-{device}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1 if ray is None else RAY_JOBS_AT_ONCE,
+            thread_name_prefix=f"headcast-jobs-{'ray' if ray else device}",
+        )
         for job in store.jobs() if store is not None else []:
             if job.status in ("queued", "running"):  # cut short by the restart: run again, from the start
                 job.status, job.stage, job.started, job.resumed = "queued", "queued", None, True
@@ -193,7 +205,8 @@ class JobQueue:
             job.error = f"internal error: {one_line(err)}"
         job.finished = time.time()
         try:
-            job.run_id = log_job_run(job, model, outcome, self.device, self.experiment)
+            where = "ray" if self.ray is not None else self.device
+            job.run_id = log_job_run(job, model, outcome, where, self.experiment)
         except Exception:  # tracking trouble must not lose the result
             log.exception("could not log job %s to MLflow", job.id)
         job.status = job.stage = outcome  # last: a client that sees "done" also sees the run id
@@ -216,7 +229,12 @@ class JobQueue:
             dtype=self.dtype,
             batch_size=self.limits.batch_size,
         )
-        table = pipeline.features([job.checkpoint], progress=False, on_progress=on_progress)
+        if self.ray is None:
+            table = pipeline.features([job.checkpoint], progress=False, on_progress=on_progress)
+        else:  # the measuring in a task; its progress stays there, only its stage shows here
+            job.stage = "measuring on the Ray cluster"
+            measure = functools.partial(pipeline.features, progress=False)
+            table = map_on_ray(measure, [[job.checkpoint]], self.ray, progress=False)[0]
         job.stage = "predicting"
         prediction = next(iter(model.predict_json(table).values()))
         answers = [c for c in table.columns if c.startswith(("correct[", "prob["))]  # the anchors' answers
