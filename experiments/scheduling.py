@@ -38,6 +38,7 @@ from headcast.experiments.layout import ZooLayout
 from headcast.extract import extract_features, read_probes
 from headcast.predictor import (
     CONFIDENCE_SIGNALS,
+    EXPECTED_ERROR_RULE,
     SIGNALS,
     Dataset,
     EvaluationScheduler,
@@ -50,7 +51,6 @@ from headcast.predictor import (
     run_folds,
     trajectory_errors,
 )
-from headcast.predictor.schedule import RULE
 
 BUDGETS = (1, 2, 3)
 POLICIES = ("evenly spaced", "last-only", "scheduler", "rule only", "scheduler + heads")
@@ -94,7 +94,9 @@ def trajectory_table(
         for budget in budgets:
             schedulers = {
                 "scheduler": EvaluationScheduler(budget, CONFIDENCE_SIGNALS).fit(*fit),
-                "rule only": EvaluationScheduler(budget, CONFIDENCE_SIGNALS, policies=[RULE]).fit(*fit),
+                "rule only": EvaluationScheduler(
+                    budget, CONFIDENCE_SIGNALS, policies=[EXPECTED_ERROR_RULE]
+                ).fit(*fit),
                 "scheduler + heads": EvaluationScheduler(budget, SIGNALS).fit(*fit),
             }
             for run, index in held.groups.groupby(held.groups).groups.items():

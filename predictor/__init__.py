@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from headcast.predictor.runs import chart_view_link, log_run_predictions, predicted_steps
     from headcast.predictor.schedule import (
         CONFIDENCE_SIGNALS,
+        EXPECTED_ERROR_RULE,
         SIGNALS,
         EvaluationScheduler,
         evenly_spaced,
@@ -81,6 +82,7 @@ _PUBLIC = {  # name -> the module that defines it
     "log_run_predictions": "headcast.predictor.runs",
     "predicted_steps": "headcast.predictor.runs",
     "CONFIDENCE_SIGNALS": "headcast.predictor.schedule",
+    "EXPECTED_ERROR_RULE": "headcast.predictor.schedule",
     "EvaluationScheduler": "headcast.predictor.schedule",
     "evenly_spaced": "headcast.predictor.schedule",
     "last_only": "headcast.predictor.schedule",
@@ -125,6 +127,7 @@ __all__ = [  # noqa: RUF022 (in the order of _PUBLIC)
     "log_run_predictions",
     "predicted_steps",
     "CONFIDENCE_SIGNALS",
+    "EXPECTED_ERROR_RULE",
     "EvaluationScheduler",
     "evenly_spaced",
     "last_only",

@@ -57,8 +57,10 @@ SIGNAL_WORDS = {
     "head_change": "the change in head metrics since the last real score",
 }
 LABEL_FREE = "label-free"
-RULE = "expected error"  # benchmark when the expected error of not doing so clears a threshold
-POLICIES = (RULE, "evenly spaced", "last-only")  # the candidates; the fixed ones are `FIXED_PLANS`
+# where the budget goes: benchmark when the expected error of not doing so clears a threshold, or a
+# fixed schedule (`FIXED_PLANS`)
+EXPECTED_ERROR_RULE = "expected error"
+POLICIES = (EXPECTED_ERROR_RULE, "evenly spaced", "last-only")
 NONE_YET = ""  # the last benchmarked checkpoint of a run that has none
 FIELDS = (("score", ""), ("lower", "_lower"), ("upper", "_upper"))
 
@@ -343,7 +345,7 @@ class EvaluationScheduler(BaseEstimator):
         self, policy: str, table: pd.DataFrame, runs: dict[str, list[str]]
     ) -> list[float]:
         """Every training checkpoint's error under `policy`, the rule learnt without its run's fold."""
-        if policy != RULE:
+        if policy != EXPECTED_ERROR_RULE:
             fixed = functools.partial(_by_plan, plan=FIXED_PLANS[policy], budget=self.budget)
             return self._trajectories(list(runs.values()), table["error"], fixed)
         names = pd.Series(list(runs))
@@ -375,7 +377,7 @@ class EvaluationScheduler(BaseEstimator):
 
     def plan(self, checkpoints: int) -> list[bool] | None:
         """The chosen fixed schedule for a run of `checkpoints`, or None when the rule decides."""
-        if self.policy_ == RULE:
+        if self.policy_ == EXPECTED_ERROR_RULE:
             return None
         return FIXED_PLANS[self.policy_](budget_count(self.budget, checkpoints), checkpoints)
 

@@ -11,7 +11,7 @@ from headcast.experiments.scheduling import LABEL_FREE_ONLY, POLICIES, summarise
 from headcast.predictor import build_dataset, held_out_predictions, run_folds
 from headcast.predictor.schedule import (
     CONFIDENCE_SIGNALS,
-    RULE,
+    EXPECTED_ERROR_RULE,
     SIGNALS,
     ChangeEstimator,
     EvaluationScheduler,
@@ -91,14 +91,14 @@ def test_a_fixed_schedule_is_chosen_only_where_the_training_runs_favour_it_out_o
         assert set(scheduler.policy_mae_) == set(POLICY_CANDIDATES)
         assert scheduler.policy_mae_[scheduler.policy_] == min(scheduler.policy_mae_.values())
         plan = scheduler.plan(len(run))
-        if scheduler.policy_ == RULE:
+        if scheduler.policy_ == EXPECTED_ERROR_RULE:
             assert plan is None
         else:
             _, decisions = schedule_run(scheduler, dataset, predictions, run)
             assert [d.evaluate for d in decisions] == plan
             assert all(d.reason.startswith("the ") for d in decisions if d.evaluate)
-    rule_only = EvaluationScheduler(1, policies=[RULE]).fit(*parts)
-    assert rule_only.policy_ == RULE and rule_only.plan(5) is None
+    rule_only = EvaluationScheduler(1, policies=[EXPECTED_ERROR_RULE]).fit(*parts)
+    assert rule_only.policy_ == EXPECTED_ERROR_RULE and rule_only.plan(5) is None
     last = EvaluationScheduler(1, policies=["last-only"]).fit(*parts)
     _, decisions = schedule_run(last, dataset, predictions, run)
     assert [d.evaluate for d in decisions] == [False] * 4 + [True]
