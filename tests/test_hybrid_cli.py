@@ -194,3 +194,38 @@ def test_adaptive_anchors_ask_the_suite_in_rounds_until_the_cap_or_the_target_wi
     assert all(entry["lower"] <= entry["score"] <= entry["upper"] for entry in scores.values())
     assert main([*common, "--anchors", "anchors.jsonl"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_an_update_of_the_hybrid_keeps_its_anchor_count_and_adds_the_items_that_came_back(
+    in_fitted_folder, smoke_zoo, tmp_path, capsys
+):
+    """Last in this file: it moves the champion the other tests predict with."""
+    from mlflow.tracking import MlflowClient
+
+    from headcast.predictor.training_tables import UPDATED_FROM_TAG, TrainingTables
+
+    client = MlflowClient()
+    before = client.get_model_version_by_alias("headcast-predictor", "champion")
+    learnt = TrainingTables.of_run(before.run_id)
+    assert learnt.items is not None and len(learnt.features) == 15
+    rescored = learnt.features["checkpoint"].iloc[-1]
+    features, settings = read_features("features.parquet")
+    write_features(features[features["checkpoint"] == rescored], settings, tmp_path / "new.parquet")
+    learnt.scores[learnt.scores["checkpoint"] == rescored].to_csv(tmp_path / "new.csv", index=False)
+    items = learnt.items[learnt.items["checkpoint"] == rescored].assign(correct=0)  # benchmarked again
+    items.to_parquet(tmp_path / "new.items.parquet")
+    new = ["--features", str(tmp_path / "new.parquet"), "--scores", str(tmp_path / "new.csv")]
+    assert main(["fit", "--update", *new]) == 2  # the champion is a hybrid: it needs the new items too
+    assert "pass --items for the new checkpoints exactly when" in capsys.readouterr().err
+    scores = learnt.scores[learnt.scores["checkpoint"] == rescored].assign(score=0.0)
+    scores.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["fit", "--update", *new, "--items", str(tmp_path / "new.items.parquet")]) == 0
+    assert "0 new checkpoint(s), 15 in all" in capsys.readouterr().out
+
+    after = client.get_model_version_by_alias("headcast-predictor", "champion")
+    run = client.get_run(after.run_id)
+    assert run.data.tags[UPDATED_FROM_TAG] == before.run_id
+    assert run.data.params["anchors_per_benchmark"] == "4" and run.data.params["estimators"] == "auto"
+    updated = TrainingTables.of_run(after.run_id)
+    assert updated.items.loc[updated.items["checkpoint"] == rescored, "correct"].eq(0).all()
+    assert len(updated.items) == len(learnt.items)
