@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -70,22 +71,28 @@ def connect(options: RayOptions) -> Any:
     return ray
 
 
-def check_reachable(address: str | None, timeout: float = 5.0) -> None:
-    """A head at HOST:PORT that takes no connection is one line now: `ray.init` would keep retrying it
-    for minutes. Other addresses (None, "auto", "local", ray://) are Ray's to resolve."""
+def check_reachable(address: str | None, patience: float = 10.0) -> None:
+    """A head at HOST:PORT that takes no connection within `patience` seconds (a head still starting
+    gets that long) is one line: `ray.init` would keep retrying it for minutes. Other addresses (None,
+    "auto", "local", ray://) are Ray's to resolve."""
     if address is None or "://" in address:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         return
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise HeadcastError(
-            f"cannot reach the Ray cluster at {address} ({reason}); start it with `ray start --head` or "
-            "pass the head's --ray-address"
-        ) from None
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=patience).close()
+            return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                reason = err.strerror or type(err).__name__
+                raise HeadcastError(
+                    f"cannot reach the Ray cluster at {address} ({reason}); start it with `ray start "
+                    "--head` or pass the head's --ray-address"
+                ) from None
+            time.sleep(0.5)
 
 
 def _call(fn: Callable[[Item], Result], item: Item) -> Result:

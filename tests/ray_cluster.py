@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,24 @@ class RayCluster:
             f"--dashboard-port={free_port()}",
             "--include-dashboard=false",
         )
+        self.workers: list[subprocess.Popen] = []
+        self._wait_for_head(port)
         self.workers = [self._start(f"--address={self.address}") for _ in range(workers)]
+
+    def _wait_for_head(self, port: int, timeout: float = 120) -> None:
+        """Until the head takes connections, as a user waits for `ray start --head` to return."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self.head.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"the Ray head did not listen on port {port} in {timeout:.0f} s"
+                    ) from None
+                time.sleep(0.2)
 
     def _start(self, *flags: str) -> subprocess.Popen:
         command = [RAY, "start", "--block", "--num-cpus=1", "--num-gpus=0"]
