@@ -72,3 +72,13 @@ def start_serve(
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=10)
+
+
+def finished_job(url: str, job_id: str, timeout: float = 120) -> dict:
+    """`GET /jobs/{id}` of a real server, once the job is done or failed."""
+
+    def done():
+        body = httpx.get(f"{url}/jobs/{job_id}", timeout=60.0).json()
+        return body if body["status"] in ("done", "failed") else None
+
+    return wait_for(done, timeout, f"job {job_id}")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.ray_cluster import RayCluster  # first: it sets Ray's auth token before Ray is imported
-from tests.servers import free_port, start_serve, wait_for
+from tests.servers import finished_job, free_port, start_serve
 from tests.test_service import champion_store
 
 http = httpx.Client(timeout=60.0)
@@ -32,14 +32,6 @@ def store(tmp_path_factory):
     return champion_store(tmp_path_factory)
 
 
-def finished(url: str, job_id: str) -> dict:
-    def done():
-        body = http.get(f"{url}/jobs/{job_id}").json()
-        return body if body["status"] in ("done", "failed") else None
-
-    return wait_for(done, 300, f"job {job_id}")
-
-
 def test_jobs_measured_on_the_cluster_survive_a_restart_and_answer_as_the_plain_queue(
     cluster, store, smoke_zoo, tmp_path, monkeypatch
 ):
@@ -52,7 +44,7 @@ def test_jobs_measured_on_the_cluster_survive_a_restart_and_answer_as_the_plain_
     process, url = start_serve(store, smoke_zoo, "--ray", "--state-dir", str(state), port=port)
     try:
         first = http.post(f"{url}/jobs", json=bodies[0]).json()["id"]
-        before = finished(url, first)
+        before = finished_job(url, first, 300)
         second = http.post(f"{url}/jobs", json=bodies[1]).json()["id"]
     finally:
         os.kill(process.pid, signal.SIGKILL)  # a crash, with the second job on the cluster or queued
@@ -63,7 +55,7 @@ def test_jobs_measured_on_the_cluster_survive_a_restart_and_answer_as_the_plain_
     process, url = start_serve(store, smoke_zoo, "--ray", "--state-dir", str(state), port=port)
     try:
         assert http.get(f"{url}/jobs/{first}").json() == before | {"position": 0}
-        resumed = finished(url, second)
+        resumed = finished_job(url, second, 300)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -72,7 +64,7 @@ def test_jobs_measured_on_the_cluster_survive_a_restart_and_answer_as_the_plain_
     monkeypatch.delenv("RAY_ADDRESS")
     process, url = start_serve(store, smoke_zoo, port=free_port())  # the plain queue, measuring here
     try:
-        plain = [finished(url, http.post(f"{url}/jobs", json=body).json()["id"]) for body in bodies]
+        plain = [finished_job(url, http.post(f"{url}/jobs", json=body).json()["id"], 300) for body in bodies]
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -10,7 +10,7 @@ import pytest
 
 from headcast.errors import HeadcastError
 from headcast.predictor.service.jobs import Job, JobStore
-from tests.servers import free_port, start_serve, wait_for
+from tests.servers import finished_job, free_port, start_serve
 from tests.test_service import champion_store
 
 http = httpx.Client(timeout=60.0)
@@ -27,14 +27,6 @@ def root(tmp_path_factory, tiny_checkpoint, tiny_probes):
     return tmp_path_factory.getbasetemp()
 
 
-def finished(url: str, job_id: str) -> dict:
-    def done():
-        body = http.get(f"{url}/jobs/{job_id}").json()
-        return body if body["status"] in ("done", "failed") else None
-
-    return wait_for(done, 120, f"job {job_id}")
-
-
 def test_a_restarted_server_reports_the_job_it_finished_and_resumes_the_one_it_was_running(
     store, root, tiny_checkpoint, tiny_probes, tmp_path
 ):
@@ -43,7 +35,7 @@ def test_a_restarted_server_reports_the_job_it_finished_and_resumes_the_one_it_w
     process, url = start_serve(store, root, "--state-dir", str(state), port=port)
     try:
         first = http.post(f"{url}/jobs", json=body).json()["id"]
-        before = finished(url, first)
+        before = finished_job(url, first)
         second = http.post(f"{url}/jobs", json=body | {"query": "first-generated"}).json()["id"]
     finally:
         os.kill(process.pid, signal.SIGKILL)  # a crash: nothing is saved on the way out
@@ -55,7 +47,7 @@ def test_a_restarted_server_reports_the_job_it_finished_and_resumes_the_one_it_w
     process, url = start_serve(store, root, "--state-dir", str(state), port=port)
     try:
         again = http.get(f"{url}/jobs/{first}").json()
-        resumed = finished(url, second)
+        resumed = finished_job(url, second)
         assert http.get(f"{url}/jobs/not-a-job").status_code == 404
     finally:
         process.terminate()
