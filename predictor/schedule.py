@@ -333,10 +333,11 @@ class EvaluationScheduler(BaseEstimator):
         """The expected-error model and the threshold on it that spends the budget best on `runs`."""
         need = LinearRegression(positive=True).fit(table[self.signals_], table["error"])
         expected = pd.Series(need.predict(table[self.signals_]), index=table.index)
+        expected_of, error_of = expected.to_dict(), table["error"].to_dict()
         best, best_error = np.inf, np.inf
         for threshold in sorted(set(np.round(expected, 6)) | {np.inf}, reverse=True):
-            rule = functools.partial(_by_rule, need=expected.to_dict(), threshold=threshold)
-            error = float(np.mean(self._trajectories(runs, table["error"], rule)))
+            rule = functools.partial(_by_rule, need=expected_of, threshold=threshold)
+            error = float(np.mean(self._trajectories(runs, error_of, rule)))
             if error < best_error - 1e-9:  # ties: the higher threshold, which keeps budget for later
                 best, best_error = threshold, error
         return need, float(best)
@@ -345,9 +346,10 @@ class EvaluationScheduler(BaseEstimator):
         self, policy: str, table: pd.DataFrame, runs: dict[str, list[str]]
     ) -> list[float]:
         """Every training checkpoint's error under `policy`, the rule learnt without its run's fold."""
+        error_of = table["error"].to_dict()
         if policy != EXPECTED_ERROR_RULE:
             fixed = functools.partial(_by_plan, plan=FIXED_PLANS[policy], budget=self.budget)
-            return self._trajectories(list(runs.values()), table["error"], fixed)
+            return self._trajectories(list(runs.values()), error_of, fixed)
         names = pd.Series(list(runs))
         errors = []
         for train, test in GroupFolds(5).split(names, groups=names):
@@ -356,15 +358,16 @@ class EvaluationScheduler(BaseEstimator):
             need, threshold = self._rule(rows, [runs[run] for run in names.iloc[train]])
             expected = dict(zip(table.index, need.predict(table[self.signals_]), strict=True))
             rule = functools.partial(_by_rule, need=expected, threshold=threshold)
-            errors += self._trajectories([runs[run] for run in names.iloc[test]], table["error"], rule)
+            errors += self._trajectories([runs[run] for run in names.iloc[test]], error_of, rule)
         return errors
 
     def _trajectories(
-        self, runs: list[list[str]], error: pd.Series, policy: Callable[..., bool]
+        self, runs: list[list[str]], error_of: Mapping[tuple[str, str], float], policy: Callable[..., bool]
     ) -> list[float]:
         """Each checkpoint's error along `runs` (checkpoints in step order) scheduled by `policy`, 0 where
-        benchmarked; `policy(checkpoint, last, t, n, left)` says whether to benchmark."""
-        errors, error_of = [], error.to_dict()
+        benchmarked (`error_of[checkpoint, last benchmarked]` otherwise); `policy(checkpoint, last, t, n,
+        left)` says whether to benchmark."""
+        errors = []
         for run in runs:
             left, last = budget_count(self.budget, len(run)), NONE_YET
             for t, checkpoint in enumerate(run):
