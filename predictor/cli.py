@@ -231,13 +231,7 @@ def run_fit(args: argparse.Namespace) -> int:
             f"{len(tables.features)} in all"
         )
     benchmarks = [b for b in (args.benchmarks or earlier.get("benchmarks", "")).split(",") if b] or None
-    dataset = build_dataset(tables.features, tables.scores, tables.settings, benchmarks)
-    items = tables.scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
-    items = items.reindex(index=dataset.scores.index, columns=dataset.benchmarks)
-    probe_counts = {s.get("n_probes") for s in tables.settings.values()} - {None}
-    item_results = None
-    if tables.items is not None:
-        item_results = load_item_results(tables.items, tables.scores, dataset)
+    dataset, item_counts, probe_count, item_results = _fit_inputs(tables, benchmarks)
     per_head = None
     if args.per_head:
         fix = "write it with 'headcast extract --per-head'"
@@ -246,8 +240,8 @@ def run_fit(args: argparse.Namespace) -> int:
         dataset,
         args.experiment,
         estimators,
-        probe_counts.pop() if len(probe_counts) == 1 else None,
-        items,
+        probe_count,
+        item_counts,
         per_head,
         register=not args.no_register,
         item_results=item_results,
@@ -275,6 +269,16 @@ def run_fit(args: argparse.Namespace) -> int:
     registered = f"; registered {REGISTERED_NAME} version {report.model_version} as @{CHAMPION}"
     print(f"chosen: {report.chosen} (MLflow run {report.run_id}{registered if report.model_version else ''})")
     return 0
+
+
+def _fit_inputs(tables: TrainingTables, benchmarks: list[str] | None):
+    """The dataset, the item count behind each score, the probe count, and the per-item results."""
+    dataset = build_dataset(tables.features, tables.scores, tables.settings, benchmarks)
+    counts = tables.scores.pivot_table(index="checkpoint", columns="benchmark", values="n", aggfunc="max")
+    counts = counts.reindex(index=dataset.scores.index, columns=dataset.benchmarks)
+    probe_counts = {s.get("n_probes") for s in tables.settings.values()} - {None}
+    item_results = None if tables.items is None else load_item_results(tables.items, tables.scores, dataset)
+    return dataset, counts, (probe_counts.pop() if len(probe_counts) == 1 else None), item_results
 
 
 def _estimators(names: str | None) -> list[str]:
